@@ -1,0 +1,3 @@
+"""The grading engine: intake -> sandbox -> judge -> result."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,132 @@
+"""The ``grader`` command: thin click wrappers over the library functions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import click
+
+from grader import __version__
+from grader.config import Settings, load_assignment
+from grader.datasets.cli import build_tests
+from grader.errors import GraderFault, SpecError
+from grader.report import format_result
+from grader.result import GradeResult
+
+EXIT_FAULT = 3
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.obj.get("settings") if ctx.obj else None
+    return settings if isinstance(settings, Settings) else Settings.from_env()
+
+
+class _PluginGroup(click.Group):
+    """Adds commands other packages declare under the ``grader.commands`` entry point
+    (the leaderboard's ``worker``), loaded only when asked for: grader imports none of them."""
+
+    def _plugins(self) -> dict[str, metadata.EntryPoint]:
+        return {ep.name: ep for ep in metadata.entry_points(group="grader.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in (plugins := self._plugins()):
+            command = plugins[cmd_name].load()
+        return command
+
+
+@click.group(cls=_PluginGroup)
+@click.version_option(__version__, prog_name="grader")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """Grade deep-learning assignments in a sandbox against hidden tests."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)
+
+
+@main.command()
+@click.argument("zips", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the result JSON here (an object for one zip, a list for several).")
+@click.option("--assignment", "assignment_path", type=click.Path(path_type=Path),
+              help="Assignment spec (folder or TOML); default: hidden_tests/cnn.")
+@click.option("--sandbox", type=click.Choice(["bwrap", "docker", "local"]),
+              help="Sandbox backend (default: bwrap, or $GRADER_SANDBOX).")
+@click.option("--details/--no-details", default=False, help="Also show staff details (tracebacks).")
+@click.pass_context
+def grade(ctx: click.Context, zips: tuple[Path, ...], json_file: Path | None,
+          assignment_path: Path | None, sandbox: str | None, details: bool) -> None:
+    """Grade each ZIP in the sandbox and print a summary per zip."""
+    from dataclasses import replace
+
+    from grader.pipeline import grade as grade_one
+    from grader.result import Status
+
+    settings = _settings(ctx)
+    if sandbox:
+        settings = replace(settings, sandbox=replace(settings.sandbox, backend=sandbox))
+    try:
+        assignment = load_assignment(assignment_path or settings.assignment_path)
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from None
+    results: list[GradeResult] = []
+    faults = 0
+    for path in zips:
+        if not path.is_file():
+            click.echo(f"{path}: no such file", err=True)
+            faults += 1
+            continue
+        try:
+            result = grade_one(path, assignment, settings)
+        except GraderFault as exc:
+            faults += 1
+            click.secho(f"{path.name}: the grader failed: {exc.message}", fg="red", err=True)
+            if exc.detail:
+                click.echo(exc.detail, err=True)
+            result = GradeResult.failed(exc, assignment=assignment.name,
+                                        spec_version=assignment.version,
+                                        max_score=assignment.max_score)
+        results.append(result)
+        click.echo(format_result(path.name, result, details=details, color=sys.stdout.isatty()))
+    if json_file is not None:
+        data = [r.to_dict() for r in results]
+        json_file.write_text(json.dumps(data[0] if len(data) == 1 else data, indent=2) + "\n")
+        click.echo(f"wrote {json_file}")
+    if faults or any(r.status is Status.GRADER_FAULT for r in results):
+        sys.exit(EXIT_FAULT)
+
+
+@main.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Build the demo hidden sets, make three sample submissions and grade them."""
+    from grader.demo import ensure_hidden_data, make_samples
+    from grader.pipeline import grade as grade_one
+
+    settings = _settings(ctx)
+    started = time.monotonic()
+    try:
+        assignment = load_assignment(settings.assignment_path)
+        ensure_hidden_data(settings, assignment, echo=click.echo)
+        samples = make_samples(settings, assignment, echo=click.echo)
+        click.echo(f"grading {len(samples)} sample submissions in the "
+                   f"{settings.sandbox.backend} sandbox")
+        for name, path in samples.items():
+            result = grade_one(path, assignment, settings)
+            click.echo(format_result(f"{name} ({path})", result, color=sys.stdout.isatty()))
+    except (GraderFault, SpecError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
+    click.echo(f"demo finished in {time.monotonic() - started:.0f} s")
+
+
+main.add_command(build_tests)

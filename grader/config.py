@@ -1,0 +1,310 @@
+"""The typed assignment spec (one TOML file per assignment) and the grader's settings."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from grader.errors import SpecError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+HIDDEN_TESTS_DIR = PROJECT_ROOT / "hidden_tests"
+DEFAULT_ASSIGNMENT = "cnn"
+SPLITS = ("ORIG", "AUG", "NEW")
+
+
+# --------------------------------------------------------------------------- spec types
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one submission; sizes in bytes, times in seconds."""
+
+    upload_bytes: int = 200 * 2**20
+    entry_bytes: int = 150 * 2**20
+    total_bytes: int = 300 * 2**20
+    max_entries: int = 64
+    max_ratio: int = 200
+    checkpoint_bytes: int = 150 * 2**20
+    startup_s: float = 60.0
+    memory_bytes: int = 4 * 2**30
+    processes: int = 64
+    output_bytes: int = 64 * 2**20
+    tmp_bytes: int = 64 * 2**20
+    cpus: float = 2.0
+    log_bytes: int = 64 * 2**10
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """One graded part: what to run, against which data, how it scores."""
+
+    name: str
+    title: str
+    points: float
+    module: str
+    time_limit_s: float
+    model_class: str = ""
+    checkpoint: str = ""
+    dataset: str = ""
+    threshold: float = 0.0
+    batch_size: int = 100
+    scoring: str = "threshold"
+    weights: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Files:
+    required: tuple[str, ...]
+    report: tuple[str, ...] = ()
+    alternatives: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A whole assignment spec, loaded from ``hidden_tests/<name>/assignment.toml``."""
+
+    name: str
+    title: str
+    version: str
+    upload_budget: int
+    seed: int
+    files: Files
+    limits: Limits
+    parts: tuple[PartSpec, ...]
+    rank_by: str
+    public_fraction: float
+    deadlines: Mapping[str, datetime]
+    bonus_points: tuple[int, ...]
+    spec_dir: Path
+
+    @property
+    def max_score(self) -> float:
+        return sum(p.points for p in self.parts)
+
+    def part(self, name: str) -> PartSpec:
+        for part in self.parts:
+            if part.name == name:
+                return part
+        raise KeyError(name)
+
+    @property
+    def sandbox_wall_s(self) -> float:
+        """The longest one sandbox run may take: start-up plus every part's own limit."""
+        return self.limits.startup_s + sum(p.time_limit_s for p in self.parts)
+
+
+# --------------------------------------------------------------------------- spec loading
+
+
+KNOWN_PART_KINDS = {"numpy_nn", "mynet", "finetune"}
+
+
+def _take(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in table:
+        raise SpecError(f"{where}: missing key '{key}'")
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise SpecError(f"{where}: key '{key}' must be {name}, got {value!r}")
+    return value
+
+
+def _no_extra(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise SpecError(f"{where}: unknown key '{extra[0]}' (allowed: {', '.join(sorted(allowed))})")
+
+
+def _positive(value: float, key: str, where: str) -> None:
+    if value <= 0:
+        raise SpecError(f"{where}: key '{key}' must be positive, got {value!r}")
+
+
+def _limits(table: Mapping[str, Any]) -> Limits:
+    where = "[limits]"
+    allowed = {f.name for f in fields(Limits)}
+    _no_extra(table, allowed, where)
+    values: dict[str, Any] = {}
+    for f in fields(Limits):
+        if f.name in table:
+            kind = float if f.type in ("float", float) else int
+            values[f.name] = _take(table, f.name, kind, where)
+            _positive(values[f.name], f.name, where)
+    return Limits(**values)
+
+
+def _part(name: str, table: Mapping[str, Any]) -> PartSpec:
+    where = f"[parts.{name}]"
+    if name not in KNOWN_PART_KINDS:
+        raise SpecError(f"{where}: unknown part (known: {', '.join(sorted(KNOWN_PART_KINDS))})")
+    allowed = {f.name for f in fields(PartSpec)} - {"name"}
+    _no_extra(table, allowed, where)
+    points = _take(table, "points", float, where)
+    _positive(points, "points", where)
+    time_limit = _take(table, "time_limit_s", float, where)
+    _positive(time_limit, "time_limit_s", where)
+    threshold = float(table.get("threshold", 0.0))
+    if not 0.0 <= threshold <= 1.0:
+        raise SpecError(f"{where}: key 'threshold' must lie in [0, 1], got {threshold!r}")
+    weights = dict(table.get("weights", {}))
+    for split, weight in weights.items():
+        if split not in SPLITS:
+            raise SpecError(f"{where}.weights: unknown split '{split}' (known: {', '.join(SPLITS)})")
+        if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
+            raise SpecError(f"{where}.weights: key '{split}' must be a number >= 0")
+    if name == "finetune":
+        if set(weights) != set(SPLITS):
+            raise SpecError(f"{where}.weights: needs exactly {', '.join(SPLITS)}")
+        if abs(sum(weights.values()) - 1.0) > 1e-9:
+            raise SpecError(f"{where}.weights: the weights must add up to 1, not {sum(weights.values())}")
+    batch_size = int(table.get("batch_size", 100))
+    _positive(batch_size, "batch_size", where)
+    scoring = table.get("scoring", "threshold")
+    if scoring not in ("threshold", "per_test"):
+        raise SpecError(f"{where}: key 'scoring' must be 'threshold' or 'per_test'")
+    if name != "numpy_nn":
+        for key in ("model_class", "checkpoint", "dataset"):
+            _take(table, key, str, where)
+    return PartSpec(
+        name=name,
+        title=str(table.get("title", name)),
+        points=points,
+        module=_take(table, "module", str, where),
+        time_limit_s=time_limit,
+        model_class=table.get("model_class", ""),
+        checkpoint=table.get("checkpoint", ""),
+        dataset=table.get("dataset", ""),
+        threshold=threshold,
+        batch_size=batch_size,
+        scoring=scoring,
+        weights={k: float(v) for k, v in weights.items()},
+    )
+
+
+def load_assignment(path: Path | str | None = None) -> Assignment:
+    """Load and check a spec; a directory means its ``assignment.toml``, None the default."""
+    path = Path(path) if path is not None else HIDDEN_TESTS_DIR / DEFAULT_ASSIGNMENT
+    if path.is_dir():
+        path = path / "assignment.toml"
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: no such assignment spec") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML ({exc})") from exc
+    try:
+        return _assignment(raw, path.parent)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+
+
+def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
+    _no_extra(raw, {"assignment", "files", "limits", "parts", "leaderboard", "deadlines", "bonus"}, "spec")
+    head = _take(raw, "assignment", dict, "spec")
+    _no_extra(head, {"name", "title", "version", "upload_budget", "seed"}, "[assignment]")
+    files_t = _take(raw, "files", dict, "spec")
+    _no_extra(files_t, {"required", "report", "alternatives"}, "[files]")
+    required = _take(files_t, "required", list, "[files]")
+    alternatives = {k: tuple(v) for k, v in files_t.get("alternatives", {}).items()}
+    parts_t = _take(raw, "parts", dict, "spec")
+    if not parts_t:
+        raise SpecError("[parts]: needs at least one part")
+    parts = tuple(_part(name, table) for name, table in parts_t.items())
+    board = raw.get("leaderboard", {})
+    _no_extra(board, {"rank_by", "public_fraction"}, "[leaderboard]")
+    public_fraction = float(board.get("public_fraction", 1.0))
+    if not 0.0 < public_fraction <= 1.0:
+        raise SpecError(f"[leaderboard]: key 'public_fraction' must lie in (0, 1], got {public_fraction}")
+    rank_by = str(board.get("rank_by", "finetune.weighted"))
+    if rank_by.split(".")[0] not in {p.name for p in parts}:
+        raise SpecError(f"[leaderboard]: key 'rank_by' names an unknown part: {rank_by!r}")
+    deadlines = raw.get("deadlines", {})
+    for key, value in deadlines.items():
+        if not isinstance(value, datetime):
+            raise SpecError(f"[deadlines]: key '{key}' must be a date-time like 2026-12-14T23:59:00Z")
+    bonus = raw.get("bonus", {})
+    _no_extra(bonus, {"points"}, "[bonus]")
+    bonus_points = tuple(bonus.get("points", ()))
+    if any(not isinstance(b, int) or b < 0 for b in bonus_points):
+        raise SpecError("[bonus]: key 'points' must be a list of whole numbers >= 0")
+    upload_budget = _take(head, "upload_budget", int, "[assignment]")
+    _positive(upload_budget, "upload_budget", "[assignment]")
+    return Assignment(
+        name=_take(head, "name", str, "[assignment]"),
+        title=str(head.get("title", head["name"])),
+        version=str(_take(head, "version", str, "[assignment]")),
+        upload_budget=upload_budget,
+        seed=_take(head, "seed", int, "[assignment]"),
+        files=Files(
+            required=tuple(required),
+            report=tuple(files_t.get("report", ())),
+            alternatives=alternatives,
+        ),
+        limits=_limits(raw.get("limits", {})),
+        parts=parts,
+        rank_by=rank_by,
+        public_fraction=public_fraction,
+        deadlines=dict(deadlines),
+        bonus_points=bonus_points,
+        spec_dir=spec_dir,
+    )
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("GRADER_HOME", PROJECT_ROOT / "var"))
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """How student code is run. ``backend``: ``bwrap`` (default), ``docker`` or ``local``."""
+
+    backend: str = "bwrap"
+    python: str = sys.executable  # the interpreter (with torch) the runner uses inside
+    require_cgroups: bool = True  # refuse to run without memory/pids limits
+    docker_image: str = "cnn-grader-runner:latest"
+    work_dir: Path | None = None  # where per-run folders are made; default: a temp dir
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Built once where the program starts and passed down; tests pass their own."""
+
+    home: Path = field(default_factory=_default_home)
+    assignment_path: Path = HIDDEN_TESTS_DIR / DEFAULT_ASSIGNMENT
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+
+    @property
+    def data_dir(self) -> Path:
+        """Where built hidden data lives; each assignment in its own ``<data_dir>/<name>/``."""
+        return self.home / "hidden"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, overridden by ``GRADER_*`` variables, overridden by keyword arguments."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("GRADER_HOME", PROJECT_ROOT / "var"))
+        sandbox = SandboxSettings(
+            backend=env.get("GRADER_SANDBOX", "bwrap"),
+            python=env.get("GRADER_SANDBOX_PYTHON", sys.executable),
+            require_cgroups=env.get("GRADER_REQUIRE_CGROUPS", "1") not in ("0", "false", "no"),
+            docker_image=env.get("GRADER_DOCKER_IMAGE", "cnn-grader-runner:latest"),
+        )
+        values: dict[str, Any] = {
+            "home": home,
+            "assignment_path": Path(env.get("GRADER_ASSIGNMENT", HIDDEN_TESTS_DIR / DEFAULT_ASSIGNMENT)),
+            "sandbox": sandbox,
+        }
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,496 @@
+"""Zip -> checked submission folder; every refusal is one sentence the student can act on.
+
+The archive is never unpacked with ``extractall``: every check that needs only the
+central directory runs first, then each kept entry is streamed in chunks with the real
+bytes counted, and anything written is removed again if a later entry is refused.
+
+Names: zipfile decodes a name as UTF-8 when the entry's UTF-8 flag is set (a name that
+fails to decode makes the whole zip unreadable, refused as such) and as cp437 otherwise.
+Kept names must be plain ASCII (``[A-Za-z0-9._-]+``), so a legacy-encoded name is
+refused by the name rule with its cp437 reading shown, escaped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import logging
+import lzma
+import os
+import re
+import stat
+import struct
+import sys
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from grader.config import Assignment, Files, Limits
+from grader.errors import GraderFault, SubmissionInvalid
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20
+RATIO_MIN_BYTES = 1 << 20  # smaller entries are not ratio-checked: tiny files compress wildly
+MAX_NAME_CHARS = 100
+SHOW_CHARS = 60
+NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
+DRIVE_RE = re.compile(r"[A-Za-z]:")
+ARCHIVE_SUFFIXES = (
+    ".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".whl", ".jar", ".zst",
+)
+ARCHIVE_MAGIC = {
+    b"PK\x03\x04": "zip",
+    b"PK\x05\x06": "zip",
+    b"\x1f\x8b": "gzip",
+    b"7z\xbc\xaf\x27\x1c": "7z",
+    b"Rar!\x1a\x07": "rar",
+    b"\xfd7zXZ\x00": "xz",
+}
+# torch.save writes a zip, so a checkpoint rightly starts with PK\x03\x04.
+ZIP_BASED_SUFFIXES = (".pt", ".pth")
+JUNK_DIRS = frozenset({"__MACOSX", "__pycache__", ".ipynb_checkpoints"})
+JUNK_FILES = frozenset({".DS_Store"})
+READABLE_METHODS = frozenset(
+    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+)
+LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, fixed fields, name and extra lengths
+READ_ERRORS = (
+    zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, NotImplementedError,
+)
+OPEN_ERRORS = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError,
+    ValueError, struct.error, IndexError, OverflowError,
+)
+REMAKE = "create the zip again with a standard zip tool and upload it"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """An accepted upload: its id, the folder holding its files, and notes for the student."""
+
+    sha256: str  # hex SHA-256 of the zip's bytes (the submission id)
+    root: Path  # folder holding the extracted files, flat, at its top level
+    files: tuple[str, ...]  # names extracted, sorted
+    warnings: tuple[str, ...]  # e.g. "cnn.ipynb is missing (expected for the report, not graded)"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def intake(archive: Path, dest: Path, *, assignment: Assignment) -> Submission:
+    """Check an uploaded zip and extract its files flat into ``dest``, or refuse it."""
+    limits = assignment.limits
+    sha = "(not hashed)"
+    try:
+        size = archive.stat().st_size
+        if size > limits.upload_bytes:
+            shown, limit = _sizes(size, limits.upload_bytes)
+            raise SubmissionInvalid(
+                f"The upload is {shown}, over the limit of {limit}; leave out what grading does "
+                "not need and upload again.",
+                detail=f"upload {size} bytes > upload_bytes {limits.upload_bytes}",
+            )
+        sha = sha256_file(archive)
+        with _open_zip(archive, size) as zf:
+            kept, warnings = _check(zf, archive, assignment)
+            files = _extract(zf, kept, dest)
+    except SubmissionInvalid as exc:
+        exc.detail = f"{archive.name} sha256={sha}: {exc.detail}"
+        log.info("refused %s: %s", archive, exc.detail)
+        raise
+    log.info("accepted %s (sha256=%s): %d files", archive, sha, len(files))
+    return Submission(sha256=sha, root=dest, files=files, warnings=tuple(warnings))
+
+
+# --------------------------------------------------------------------------- the archive
+
+
+def _open_zip(archive: Path, size: int) -> zipfile.ZipFile:
+    if size == 0:
+        raise SubmissionInvalid(
+            "The upload is empty; zip your files with a standard zip tool and upload again.",
+            detail="0 bytes",
+        )
+    try:
+        return zipfile.ZipFile(archive)
+    except UnicodeDecodeError as exc:
+        raise SubmissionInvalid(
+            "The zip has a file name that is not valid UTF-8; rename the file using only "
+            "letters, digits, '.', '_' and '-' and create the zip again.",
+            detail=f"name marked UTF-8 does not decode: {exc}",
+        ) from exc
+    except OPEN_ERRORS as exc:
+        raise SubmissionInvalid(
+            "The upload is not a readable zip file (it is damaged or another format, such as "
+            "tar or rar); zip your files with a standard zip tool and upload again.",
+            detail=f"{type(exc).__name__}: {exc}",
+        ) from exc
+
+
+def _check(
+    zf: zipfile.ZipFile, archive: Path, assignment: Assignment
+) -> tuple[list[zipfile.ZipInfo], list[str]]:
+    """Every check that needs no entry data; returns the entries to extract and warnings."""
+    limits = assignment.limits
+    infos = zf.infolist()
+    if len(infos) > limits.max_entries:
+        raise SubmissionInvalid(
+            f"The zip has {len(infos)} entries, more than the {limits.max_entries} allowed; "
+            "zip only the files the assignment asks for.",
+            detail=f"{len(infos)} entries > max_entries {limits.max_entries}",
+        )
+    _check_no_overlap(archive, infos, int(zf.start_dir))
+    kept: list[zipfile.ZipInfo] = []
+    junk: list[str] = []
+    for info in infos:
+        _check_entry(info)
+        if _is_dir(info):
+            continue
+        if _is_junk(info.filename):
+            junk.append(info.filename)
+        else:
+            kept.append(info)
+    _check_layout(kept, assignment.files)
+    for info in kept:
+        _check_name(info.filename)
+    _check_unique(kept)
+    _check_declared_sizes(kept, limits)
+    warnings = _check_required({i.filename for i in kept}, assignment.files)
+    if junk:
+        warnings.insert(
+            0,
+            f"Skipped {len(junk)} entries that zip tools or editors add and grading does not "
+            f"need (such as {_show(junk[0])}).",
+        )
+    return kept, warnings
+
+
+def _check_no_overlap(archive: Path, infos: list[zipfile.ZipInfo], start_dir: int) -> None:
+    """Refuse entries sharing bytes: each header + data must end before the next one starts."""
+    by_offset: dict[int, zipfile.ZipInfo] = {}
+    for info in infos:
+        other = by_offset.setdefault(info.header_offset, info)
+        if other is not info:
+            _refuse_overlap(other, info, f"both at header offset {info.header_offset}")
+    ordered = sorted(infos, key=lambda i: i.header_offset)
+    with archive.open("rb") as fh:
+        for index, info in enumerate(ordered):
+            if info.header_offset < 0:
+                _refuse_damaged(info, f"negative header offset {info.header_offset}")
+            fh.seek(info.header_offset)
+            head = fh.read(LOCAL_HEADER.size)
+            if len(head) < LOCAL_HEADER.size:
+                _refuse_damaged(info, "local header truncated")
+            signature, name_len, extra_len = LOCAL_HEADER.unpack(head)
+            if signature != b"PK\x03\x04":
+                _refuse_damaged(info, f"bad local header signature {signature!r}")
+            end = info.header_offset + LOCAL_HEADER.size + name_len + extra_len + info.compress_size
+            if index + 1 < len(ordered):
+                following = ordered[index + 1]
+                if end > following.header_offset:
+                    _refuse_overlap(info, following, f"data ends at {end}, next header at "
+                                    f"{following.header_offset}")
+            elif end > start_dir:
+                _refuse_damaged(info, f"data ends at {end}, central directory at {start_dir}")
+
+
+def _check_entry(info: zipfile.ZipInfo) -> None:
+    """Path safety, file type, encryption and compression method of one entry."""
+    name = info.orig_filename  # zipfile cuts ``filename`` at a NUL; the original keeps it
+    mode = info.external_attr >> 16
+    kind = stat.S_IFMT(mode)
+    parts = name.removesuffix("/").split("/")
+    problem, fix = "", ""
+    if "\x00" in name:
+        problem, fix = "has a NUL character in its name", "rename the file and create the zip again"
+    elif not name.isprintable():
+        problem = "has a control or invisible character in its name"
+        fix = "rename the file and create the zip again"
+    elif name.startswith(("/", "\\")) or DRIVE_RE.match(name):
+        problem = "is an absolute path"
+        fix = "zip the files themselves so that each sits at the top level of the zip"
+    elif "\\" in name:
+        problem, fix = "has a backslash in its name", REMAKE + ", with every file at the top level"
+    elif any(part in ("", ".", "..") for part in parts):
+        problem = "has a '..', '.' or empty part in its path"
+        fix = "zip the files themselves so that each sits at the top level of the zip"
+    elif stat.S_ISLNK(mode):
+        problem, fix = "is a symbolic link", "put the real file in the zip instead"
+    elif kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        problem = "is not a regular file (it is a device, pipe or socket)"
+        fix = "put only regular files in the zip"
+    elif info.flag_bits & 0x1:
+        problem, fix = "is encrypted", "create the zip again without a password"
+    elif info.compress_type not in READABLE_METHODS:
+        problem = f"uses a compression method (number {info.compress_type}) the grader cannot read"
+        fix = "create the zip again with a standard zip tool, using the usual Deflate method"
+    if problem:
+        raise SubmissionInvalid(
+            f"The zip entry {_show(name)} {problem}; {fix}.",
+            detail=f"entry {name!r}: flags={info.flag_bits:#x} method={info.compress_type} "
+            f"external_attr={info.external_attr:#x} create_system={info.create_system}",
+        )
+
+
+def _is_dir(info: zipfile.ZipInfo) -> bool:
+    return info.filename.endswith("/") or stat.S_ISDIR(info.external_attr >> 16)
+
+
+def _is_junk(name: str) -> bool:
+    """Files that zip tools and editors add by themselves (macOS, Python, Jupyter)."""
+    parts = name.split("/")
+    base = parts[-1]
+    return bool(JUNK_DIRS.intersection(parts[:-1])) or base in JUNK_FILES or base.startswith("._")
+
+
+def _check_layout(kept: list[zipfile.ZipInfo], files: Files) -> None:
+    """Every kept file must sit at the zip's top level; a wrapping folder gets its own message."""
+    nested = sorted(i.filename for i in kept if "/" in i.filename)
+    if not nested:
+        return
+    wanted = set(files.required).union(*files.alternatives.values())
+    hits: dict[str, int] = {}
+    for name in nested:
+        folder, base = name.rsplit("/", 1)
+        if base in wanted:
+            hits[folder] = hits.get(folder, 0) + 1
+    if hits:
+        folder = max(sorted(hits), key=lambda f: hits[f])
+        raise SubmissionInvalid(
+            f"The zip holds your files inside the folder {_show(folder + '/')}; zip the files "
+            "themselves, not the folder, so that they sit at the top level of the zip.",
+            detail=f"required files found under {folder!r}: {nested[:10]!r}",
+        )
+    raise SubmissionInvalid(
+        f"The zip has {_show(nested[0])} inside a folder; every file must sit at the top level "
+        "of the zip, so move it there or leave it out.",
+        detail=f"entries in subfolders: {nested[:10]!r}",
+    )
+
+
+def _check_name(name: str) -> None:
+    """A kept file's name: not an archive, plain ASCII, no leading dot, not too long."""
+    if name.lower().endswith(ARCHIVE_SUFFIXES):
+        raise SubmissionInvalid(
+            f"The zip holds another archive, {_show(name)}; zip the files themselves instead "
+            "of an archive of them.",
+            detail=f"nested archive by name: {name!r}",
+        )
+    if len(name) > MAX_NAME_CHARS:
+        reason = f"has a name longer than {MAX_NAME_CHARS} characters"
+    elif name.startswith("."):
+        reason = "has a name starting with '.'"
+    elif not NAME_RE.fullmatch(name):
+        reason = "has a name with characters other than letters, digits, '.', '_' and '-'"
+    else:
+        return
+    raise SubmissionInvalid(
+        f"The file {_show(name)} {reason}; rename it using only letters, digits, '.', '_' and "
+        "'-' and upload again.",
+        detail=f"bad name {name!r}",
+    )
+
+
+def _check_unique(kept: list[zipfile.ZipInfo]) -> None:
+    exact: set[str] = set()
+    folded: dict[str, str] = {}
+    for info in kept:
+        name = info.filename
+        if name in exact:
+            raise SubmissionInvalid(
+                f"The zip holds {_show(name)} twice; {REMAKE}, with each file once.",
+                detail=f"duplicate entry {name!r}",
+            )
+        exact.add(name)
+        other = folded.setdefault(name.lower(), name)
+        if other != name:
+            raise SubmissionInvalid(
+                f"The zip holds both {_show(other)} and {_show(name)}, names that differ only "
+                "in upper and lower case; keep one of them and upload again.",
+                detail=f"case-insensitive collision {other!r} / {name!r}",
+            )
+
+
+def _check_declared_sizes(kept: list[zipfile.ZipInfo], limits: Limits) -> None:
+    total = 0
+    for info in kept:
+        name, size, packed = info.filename, info.file_size, info.compress_size
+        if size > limits.entry_bytes:
+            shown, limit = _sizes(size, limits.entry_bytes)
+            raise SubmissionInvalid(
+                f"The file {_show(name)} is {shown} uncompressed, over the limit of {limit} per "
+                "file; make it smaller and upload again.",
+                detail=f"{name!r} declares {size} bytes > entry_bytes {limits.entry_bytes}",
+            )
+        if size >= RATIO_MIN_BYTES and size > limits.max_ratio * packed:
+            ratio = f"{size // packed}:1" if packed else "without limit"
+            raise SubmissionInvalid(
+                f"The file {_show(name)} is compressed {ratio}, more than the "
+                f"{limits.max_ratio}:1 allowed, as in a zip bomb; zip the real files and upload "
+                "again.",
+                detail=f"{name!r} declares {size} bytes from {packed} compressed",
+            )
+        total += size
+    if total > limits.total_bytes:
+        shown, limit = _sizes(total, limits.total_bytes)
+        raise SubmissionInvalid(
+            f"The files in the zip add up to {shown} uncompressed, over the limit of {limit}; "
+            "leave out what grading does not need and upload again.",
+            detail=f"declared total {total} bytes > total_bytes {limits.total_bytes}",
+        )
+
+
+def _check_required(names: set[str], files: Files) -> list[str]:
+    """Refuse if a required file is missing; a missing report file is only a warning."""
+    missing = [
+        need for need in files.required
+        if need not in names and not names.intersection(files.alternatives.get(need, ()))
+    ]
+    if missing:
+        hint = ", ".join(
+            f"{_join(files.alternatives[need], 'or')} may stand in for {need}"
+            for need in missing if files.alternatives.get(need)
+        )
+        raise SubmissionInvalid(
+            f"The zip is missing {_join(missing)}; add {'them' if len(missing) > 1 else 'it'} "
+            f"at the top level of the zip and upload again{f' ({hint})' if hint else ''}.",
+            detail=f"missing {missing!r}; zip holds {sorted(names)!r}",
+        )
+    absent = [name for name in files.report if name not in names]
+    if not absent:
+        return []
+    verb = "is" if len(absent) == 1 else "are"
+    return [f"{_join(absent)} {verb} missing (expected for the report, not graded)."]
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def _extract(zf: zipfile.ZipFile, kept: list[zipfile.ZipInfo], dest: Path) -> tuple[str, ...]:
+    """Stream each kept entry into ``dest``; on any failure remove what was written."""
+    created = not dest.exists()
+    if created:
+        dest.mkdir(mode=0o755, parents=True)
+    elif any(dest.iterdir()):
+        raise GraderFault(f"intake needs an empty folder, and {dest} is not empty")
+    os.chmod(dest, 0o755)
+    written: list[Path] = []
+    try:
+        for info in kept:
+            target = dest / info.filename
+            written.append(target)
+            _copy_entry(zf, info, target)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                dest.rmdir()
+        raise
+    return tuple(sorted(info.filename for info in kept))
+
+
+def _copy_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
+    """Copy one entry, counting real bytes; stops one byte past the declared size."""
+    declared = info.file_size
+    # zipfile silently stops at the declared size; lift that so the real size shows. The
+    # declared sizes already fit entry_bytes and total_bytes, so stopping one byte past the
+    # declared size also stops at the limits.
+    unbounded = copy.copy(info)
+    unbounded.file_size = sys.maxsize
+    try:
+        src = zf.open(unbounded)
+    except READ_ERRORS as exc:
+        _refuse_damaged(info, f"open: {type(exc).__name__}: {exc}")
+    count = 0
+    with src:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(fd, 0o644)  # whatever the umask
+            while count <= declared:
+                try:
+                    chunk = src.read(min(CHUNK_BYTES, declared + 1 - count))
+                except READ_ERRORS as exc:
+                    _refuse_damaged(info, f"read: {type(exc).__name__}: {exc}")
+                if not chunk:
+                    break
+                if count == 0:
+                    _check_magic(info.filename, chunk)
+                count += len(chunk)
+                if count > declared:
+                    raise SubmissionInvalid(
+                        f"The zip is damaged or crafted: {_show(info.filename)} holds more "
+                        f"data than the zip declares for it; {REMAKE}.",
+                        detail=f"{info.filename!r} declares {declared} bytes, holds more",
+                    )
+                out.write(chunk)
+    if count != declared:
+        _refuse_damaged(info, f"declares {declared} bytes, holds {count}")
+
+
+def _check_magic(name: str, head: bytes) -> None:
+    """Refuse content that is itself an archive, whatever its name says."""
+    if name.lower().endswith(ZIP_BASED_SUFFIXES):
+        return
+    kind = next((k for magic, k in ARCHIVE_MAGIC.items() if head.startswith(magic)), "")
+    if not kind and head[257:262] == b"ustar":
+        kind = "tar"
+    if kind:
+        raise SubmissionInvalid(
+            f"The file {_show(name)} is itself an archive ({kind}); zip the files themselves "
+            "instead of an archive of them.",
+            detail=f"nested archive by content: {name!r} starts like {kind}",
+        )
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _refuse_damaged(info: zipfile.ZipInfo, detail: str) -> NoReturn:
+    raise SubmissionInvalid(
+        f"The zip is damaged: {_show(info.filename)} does not read back correctly; {REMAKE}.",
+        detail=f"{info.filename!r}: {detail}",
+    )
+
+
+def _refuse_overlap(first: zipfile.ZipInfo, second: zipfile.ZipInfo, detail: str) -> NoReturn:
+    raise SubmissionInvalid(
+        f"The zip is damaged or crafted: entries {_show(first.filename)} and "
+        f"{_show(second.filename)} share the same bytes; {REMAKE}.",
+        detail=f"overlapping entries {first.filename!r}, {second.filename!r}: {detail}",
+    )
+
+
+def _show(name: str) -> str:
+    """An entry name fit for a message: cut to SHOW_CHARS, quoted and escaped."""
+    if len(name) > SHOW_CHARS:
+        name = name[: SHOW_CHARS - 1] + "…"
+    return repr(name)
+
+
+def _join(items: tuple[str, ...] | list[str], word: str = "and") -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {word} {items[-1]}"
+
+
+def _sizes(n: int, limit: int) -> tuple[str, str]:
+    """Both sizes for a message, in exact bytes when rounding would make them look equal."""
+    shown, limit_shown = _size(n), _size(limit)
+    return (shown, limit_shown) if shown != limit_shown else (f"{n:,} bytes", f"{limit:,} bytes")
+
+
+def _size(n: int) -> str:
+    if n < 2**10:
+        return f"{n} bytes"
+    if n < 2**20:
+        return f"{n / 2**10:.1f} KiB"
+    return f"{n / 2**20:.1f} MiB"

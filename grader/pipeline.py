@@ -1,0 +1,388 @@
+"""grade(): intake -> sandbox -> judge -> result."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import stat
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import grader
+from grader.config import Assignment, PartSpec, Settings
+from grader.datasets.manifest import Manifest, load_manifest
+from grader.errors import GraderFault, SubmissionInvalid
+from grader.intake import Submission, intake, sha256_file
+from grader.judge import PartRun, combine, judge_classifier, judge_numpy, public_mask
+from grader.layer_tests import Case, build_cases, write_probes
+from grader.result import GradeResult, PartResult, Status
+from grader.sandbox import Mount, RunOutcome, RunRequest, SandboxLimits, get_sandbox
+
+log = logging.getLogger(__name__)
+
+RUNNER_DIR = Path(__file__).resolve().parent / "runner"
+MAX_PROGRESS_LINE = 64 * 1024
+MAX_PROGRESS_READ = 1024 * 1024
+
+
+def grade(
+    archive: Path,
+    assignment: Assignment,
+    settings: Settings,
+    *,
+    manifest: Manifest | None = None,
+) -> GradeResult:
+    """Grade one submission; a student's failure comes back as a result, not raised.
+
+    ``GraderFault`` (missing data, broken sandbox) is raised for the caller to record.
+    """
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="grade-", dir=settings.sandbox.work_dir))
+    try:
+        try:
+            submission = intake(archive, work / "submission", assignment=assignment)
+        except SubmissionInvalid as exc:
+            return GradeResult.failed(
+                exc, submission_sha256=_sha_or_empty(archive), assignment=assignment.name,
+                spec_version=assignment.version, max_score=assignment.max_score,
+            ).with_runtime(time.monotonic() - started)
+        if manifest is None:
+            manifest = load_manifest(settings.data_dir / assignment.name)
+        job = _Job(assignment, settings, manifest, submission, work)
+        parts = job.run()
+        result = combine(
+            assignment, parts, submission_sha256=submission.sha256,
+            environment=job.environment(), warnings=submission.warnings,
+        )
+        return result.with_runtime(time.monotonic() - started)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _sha_or_empty(archive: Path) -> str:
+    try:
+        return sha256_file(archive)
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------- progress
+
+
+@dataclass
+class _Progress:
+    """Reads the runner's progress.jsonl incrementally, never following links."""
+
+    path: Path
+    offset: int = 0
+    buffer: bytes = b""
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def read(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            os.lseek(fd, self.offset, os.SEEK_SET)
+            chunk = os.read(fd, MAX_PROGRESS_READ)
+        finally:
+            os.close(fd)
+        self.offset += len(chunk)
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        if len(self.buffer) > MAX_PROGRESS_LINE:
+            self.buffer = b""
+        for line in lines:
+            if len(line) > MAX_PROGRESS_LINE:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and isinstance(event.get("part"), str):
+                self.events.append(event)
+
+    def last(self, part: str, kinds: tuple[str, ...]) -> dict[str, Any] | None:
+        return next(
+            (e for e in reversed(self.events) if e.get("part") == part and e.get("event") in kinds),
+            None,
+        )
+
+
+# --------------------------------------------------------------------------- one job
+
+
+class _Job:
+    """Runs the parts of one submission, resuming in a fresh sandbox after a part is killed."""
+
+    def __init__(
+        self, assignment: Assignment, settings: Settings, manifest: Manifest,
+        submission: Submission, work: Path,
+    ) -> None:
+        self.assignment = assignment
+        self.settings = settings
+        self.manifest = manifest
+        self.submission = submission
+        self.work = work
+        self.sandbox = get_sandbox(settings.sandbox)
+        self.cases: list[Case] = build_cases(assignment.seed)
+        self.job_dir = work / "job"
+        self.job_dir.mkdir()
+        self.plan = self._write_plan()
+        self.outcomes: list[RunOutcome] = []
+
+    # ---- plan
+
+    def _dataset(self, spec: PartSpec) -> Any:
+        try:
+            return self.manifest.datasets[spec.dataset]
+        except KeyError:
+            raise GraderFault(
+                f"The hidden data has no dataset '{spec.dataset}'; rebuild it with `grader build-tests`."
+            ) from None
+
+    def _split_inputs(self, path: Path) -> str:
+        absolute = path if path.is_absolute() else self.manifest.root / path
+        return str(absolute.relative_to(self.manifest.inputs_dir))
+
+    def _write_plan(self) -> dict[str, Any]:
+        limits = self.assignment.limits
+        parts: list[dict[str, Any]] = []
+        for spec in self.assignment.parts:
+            entry: dict[str, Any] = {
+                "name": spec.name, "title": spec.title, "kind": spec.name, "module": spec.module,
+            }
+            if spec.name == "numpy_nn":
+                entry["probes"] = "probes.npz"
+                entry["cases"] = write_probes(self.cases, self.job_dir / "probes.npz")
+            else:
+                dataset = self._dataset(spec)
+                entry.update(
+                    kind="classifier", model_class=spec.model_class,
+                    checkpoint=self._checkpoint_name(spec.checkpoint),
+                    checkpoint_max_bytes=limits.checkpoint_bytes, batch_size=spec.batch_size,
+                    splits=[
+                        {"name": name, "inputs": self._split_inputs(split.inputs)}
+                        for name, split in dataset.splits.items()
+                    ],
+                )
+            parts.append(entry)
+        plan = {"threads": max(1, int(limits.cpus)), "parts": parts}
+        (self.job_dir / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
+        return plan
+
+    def _checkpoint_name(self, name: str) -> str:
+        """The checkpoint file present: ``model.pt`` or one of its allowed alternatives."""
+        if name in self.submission.files:
+            return name
+        for alternative in self.assignment.files.alternatives.get(name, ()):
+            if alternative in self.submission.files:
+                return alternative
+        return name
+
+    # ---- running
+
+    def run(self) -> list[PartResult]:
+        specs = list(self.assignment.parts)
+        runs: dict[str, PartRun] = {}
+        remaining = [s.name for s in specs]
+        attempt = 0
+        while remaining:
+            attempt += 1
+            out = self.work / f"out-{attempt}"
+            out.mkdir()
+            finished = self._run_once(remaining, out)
+            runs.update({r.name: r for r in finished})
+            remaining = [name for name in remaining if name not in runs]
+        return [self._judge(spec, runs[spec.name]) for spec in specs]
+
+    def _run_once(self, names: list[str], out: Path) -> list[PartRun]:
+        """One sandbox for ``names``; returns the runs of the parts it got through."""
+        limits = self.assignment.limits
+        specs = {s.name: s for s in self.assignment.parts}
+        progress = _Progress(out / "progress.jsonl")  # re-pointed at the live /out while running
+        wall_s = limits.startup_s + sum(specs[n].time_limit_s for n in names)
+        current = {"part": "", "since": time.monotonic()}
+
+        def poll(live_out: Path) -> str | None:
+            progress.path = live_out / "progress.jsonl"
+            progress.read()
+            started = [e for e in progress.events if e.get("event") == "start"]
+            if started and started[-1]["part"] != current["part"]:
+                current["part"], current["since"] = started[-1]["part"], time.monotonic()
+            name = current["part"]
+            if name in specs and not progress.last(name, ("done", "failed")):
+                limit = specs[name].time_limit_s
+                if time.monotonic() - current["since"] > limit:
+                    return f"{name} over its {limit:g} s limit"
+            elif not name and time.monotonic() - current["since"] > limits.startup_s:
+                return f"the runner did not start within {limits.startup_s:g} s"
+            return None
+
+        request = RunRequest(
+            argv=(
+                str(self.settings.sandbox.python), "-I", "-B", "/opt/runner/runner/__main__.py",
+                "/job/plan.json", "--submission", "/submission", "--inputs", "/inputs",
+                "--job", "/job", "--out", "/out", "--parts", ",".join(names),
+            ),
+            python=Path(self.settings.sandbox.python),
+            mounts=(
+                Mount(self.submission.root, "/submission"),
+                Mount(self.manifest.inputs_dir, "/inputs"),
+                Mount(self.job_dir, "/job"),
+                Mount(RUNNER_DIR, "/opt/runner/runner"),
+            ),
+            output_dir=out,
+            limits=SandboxLimits(
+                wall_s=wall_s, memory_bytes=limits.memory_bytes, processes=limits.processes,
+                output_bytes=limits.output_bytes, tmp_bytes=limits.tmp_bytes, cpus=limits.cpus,
+                log_bytes=limits.log_bytes,
+            ),
+            env=_sandbox_env(int(self.plan["threads"])),
+            cwd="/tmp",
+        )
+        outcome = self.sandbox.run(request, poll=poll)
+        self.outcomes.append(outcome)
+        # The copy in ``out`` is complete; read it from the start.
+        progress = _Progress(out / "progress.jsonl")
+        progress.read()
+        log.debug("sandbox run of %s: %s", names, outcome)
+        return self._part_runs(names, out, progress, outcome)
+
+    def _part_runs(
+        self, names: list[str], out: Path, progress: _Progress, outcome: RunOutcome
+    ) -> list[PartRun]:
+        specs = {s.name: s for s in self.assignment.parts}
+        runs: list[PartRun] = []
+        for name in names:
+            start = progress.last(name, ("start",))
+            if start is None:
+                break
+            end = progress.last(name, ("done", "failed"))
+            if not _is_num(start.get("t")):
+                runtime = outcome.wall_s
+            elif end is not None and _is_num(end.get("t")):
+                runtime = float(end["t"] - start["t"])
+            else:  # stopped while running: until now, give or take the copy-out
+                runtime = min(outcome.wall_s, max(0.0, time.time() - float(start["t"])))
+            if end is not None and end["event"] == "done":
+                runs.append(PartRun(name, Status.GRADED, runtime_s=runtime, out_dir=out / name))
+                continue
+            if end is not None:
+                runs.append(PartRun(
+                    name, Status.GRADED, failed=True, message=str(end.get("message", ""))[:2000],
+                    detail=str(end.get("traceback", ""))[:8000], runtime_s=runtime,
+                    out_dir=out / name,
+                ))
+                continue
+            runs.append(self._killed(specs[name], outcome, out, runtime))
+            break
+        if not runs and progress.last(names[0], ("start",)) is None:
+            if outcome.timed_out or outcome.out_of_memory:
+                raise GraderFault(
+                    "The sandbox did not start the runner in time.",
+                    detail=f"{outcome.stopped_reason}\n{outcome.stderr[-4000:]}",
+                )
+            raise GraderFault(
+                "The sandbox could not start the runner.",
+                detail=f"exit {outcome.exit_code} signal {outcome.signal}\n{outcome.stderr[-4000:]}",
+            )
+        return runs
+
+    def _killed(self, spec: PartSpec, outcome: RunOutcome, out: Path, runtime: float) -> PartRun:
+        """The part that was running when the sandbox ended without it finishing."""
+        mib = self.assignment.limits.memory_bytes / 2**20
+        detail = f"exit={outcome.exit_code} signal={outcome.signal} {outcome.stopped_reason}\n" \
+                 f"stderr:\n{outcome.stderr[-4000:]}"
+        if outcome.out_of_memory:
+            status = Status.OUT_OF_MEMORY
+            message = f"{spec.title} used more than the {mib:.0f} MiB memory limit and was stopped."
+        elif outcome.timed_out:
+            status = Status.TIMED_OUT
+            message = (f"{spec.title} did not finish within {spec.time_limit_s:g} s on the hidden "
+                       "tests; make it faster or check for an endless loop.")
+        elif outcome.output_exceeded:
+            status = Status.CRASHED
+            message = (f"{spec.title} wrote more than the "
+                       f"{self.assignment.limits.output_bytes / 2**20:.0f} MiB output limit.")
+        elif outcome.pids_exceeded:
+            status = Status.CRASHED
+            message = (f"{spec.title} started more than {self.assignment.limits.processes} "
+                       "processes or threads and was stopped.")
+        else:
+            status = Status.CRASHED
+            how = f"signal {outcome.signal}" if outcome.signal else f"exit code {outcome.exit_code}"
+            message = (f"{spec.title}: the Python process ended abruptly ({how}); your code may "
+                       "call os._exit() or crash the interpreter.")
+        return PartRun(spec.name, status, message=message, detail=detail, runtime_s=runtime,
+                       out_dir=out / spec.name)
+
+    # ---- judging
+
+    def _judge(self, spec: PartSpec, run: PartRun) -> PartResult:
+        if spec.name == "numpy_nn":
+            return judge_numpy(spec, run, self.cases)
+        dataset = self._dataset(spec)
+        truth: dict[str, np.ndarray] = {}
+        public: dict[str, np.ndarray] = {}
+        for name, split in dataset.splits.items():
+            labels_path = split.labels if split.labels.is_absolute() else self.manifest.root / split.labels
+            labels = np.load(labels_path, allow_pickle=False)
+            truth[name] = labels
+            public[name] = public_mask(
+                len(labels), self.assignment.public_fraction, self.assignment.seed,
+                f"{spec.dataset}/{name}",
+            )
+        return judge_classifier(spec, run, truth, public, len(dataset.classes), dataset.title)
+
+    def environment(self) -> dict[str, Any]:
+        """Versions and sandbox facts, recorded with every result."""
+        versions = {"grader": grader.__version__, "python": platform.python_version()}
+        for package in ("torch", "torchvision", "numpy", "timm"):
+            try:
+                versions[package] = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                versions[package] = "absent"
+        last = self.outcomes[-1] if self.outcomes else None
+        return {
+            "versions": versions,
+            "backend": self.sandbox.name,
+            "enforced": dict(last.enforced) if last else {},
+            "sandbox_runs": len(self.outcomes),
+            "data": {
+                name: ("synthetic stand-in" if ds.synthetic else "real")
+                for name, ds in self.manifest.datasets.items()
+            },
+            "machine": platform.machine(),
+        }
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _sandbox_env(threads: int) -> dict[str, str]:
+    """The whole environment inside: no secrets, no proxies, offline hubs, thread counts."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp",
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "OPENBLAS_NUM_THREADS": str(threads),
+        "TORCH_HOME": "/tmp/torch",
+        "HF_HUB_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }

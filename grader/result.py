@@ -1,0 +1,201 @@
+"""The frozen result types and their JSON form, shared by the CLI, the worker and the web app."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from grader.errors import GraderFault, GradingError
+
+SCHEMA_VERSION = 1
+
+
+class Status(StrEnum):
+    """How grading of a submission (or of one part) ended."""
+
+    GRADED = "graded"
+    INVALID = "invalid"
+    TIMED_OUT = "timed_out"
+    OUT_OF_MEMORY = "out_of_memory"
+    CRASHED = "crashed"
+    GRADER_FAULT = "grader_fault"
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One hidden test: its name, whether it passed, and one sentence on why not."""
+
+    __test__ = False  # not a pytest class
+
+    name: str
+    passed: bool
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TestResult:
+        return cls(name=data["name"], passed=bool(data["passed"]), message=data.get("message", ""))
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """The outcome of one part of the assignment (``numpy_nn``, ``mynet``, ``finetune``)."""
+
+    name: str
+    status: Status
+    score: float
+    max_score: float
+    passed: bool
+    message: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tests: tuple[TestResult, ...] = ()
+    detail: str = ""  # for staff: trimmed traceback, sandbox notes; never shown to students
+    public_metrics: Mapping[str, float] = field(default_factory=dict)
+    runtime_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
+        object.__setattr__(self, "metrics", _frozen(self.metrics))
+        object.__setattr__(self, "public_metrics", _frozen(self.public_metrics))
+        object.__setattr__(self, "tests", tuple(self.tests))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": str(self.status),
+            "score": self.score,
+            "max_score": self.max_score,
+            "passed": self.passed,
+            "message": self.message,
+            "metrics": dict(self.metrics),
+            "public_metrics": dict(self.public_metrics),
+            "tests": [t.to_dict() for t in self.tests],
+            "runtime_s": self.runtime_s,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PartResult:
+        return cls(
+            name=data["name"],
+            status=Status(data["status"]),
+            score=float(data["score"]),
+            max_score=float(data["max_score"]),
+            passed=bool(data["passed"]),
+            message=data.get("message", ""),
+            metrics={k: float(v) for k, v in data.get("metrics", {}).items()},
+            public_metrics={k: float(v) for k, v in data.get("public_metrics", {}).items()},
+            tests=tuple(TestResult.from_dict(t) for t in data.get("tests", [])),
+            runtime_s=float(data.get("runtime_s", 0.0)),
+            detail=data.get("detail", ""),
+        )
+
+
+@dataclass(frozen=True)
+class GradeResult:
+    """Everything known about one graded submission; serialised with ``to_json``."""
+
+    status: Status
+    score: float
+    max_score: float
+    passed: bool
+    message: str
+    parts: tuple[PartResult, ...] = ()
+    submission_sha256: str = ""
+    assignment: str = ""
+    spec_version: str = ""
+    runtime_s: float = 0.0
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
+        object.__setattr__(self, "parts", tuple(self.parts))
+        object.__setattr__(self, "environment", _frozen(self.environment))
+
+    def part(self, name: str) -> PartResult | None:
+        """The part called ``name``, or None."""
+        return next((p for p in self.parts if p.name == name), None)
+
+    @property
+    def counts_as_attempt(self) -> bool:
+        """Invalid uploads and grader faults do not use up one of the student's attempts."""
+        return self.status not in (Status.INVALID, Status.GRADER_FAULT)
+
+    def with_runtime(self, runtime_s: float) -> GradeResult:
+        return replace(self, runtime_s=round(runtime_s, 3))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "status": str(self.status),
+            "score": self.score,
+            "max_score": self.max_score,
+            "passed": self.passed,
+            "message": self.message,
+            "parts": [p.to_dict() for p in self.parts],
+            "submission_sha256": self.submission_sha256,
+            "assignment": self.assignment,
+            "spec_version": self.spec_version,
+            "runtime_s": self.runtime_s,
+            "environment": dict(self.environment),
+            "detail": self.detail,
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GradeResult:
+        return cls(
+            status=Status(data["status"]),
+            score=float(data["score"]),
+            max_score=float(data["max_score"]),
+            passed=bool(data["passed"]),
+            message=data.get("message", ""),
+            parts=tuple(PartResult.from_dict(p) for p in data.get("parts", [])),
+            submission_sha256=data.get("submission_sha256", ""),
+            assignment=data.get("assignment", ""),
+            spec_version=data.get("spec_version", ""),
+            runtime_s=float(data.get("runtime_s", 0.0)),
+            environment=dict(data.get("environment", {})),
+            detail=data.get("detail", ""),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> GradeResult:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def failed(
+        cls,
+        exc: GradingError | GraderFault,
+        *,
+        submission_sha256: str = "",
+        assignment: str = "",
+        spec_version: str = "",
+        max_score: float = 0.0,
+    ) -> GradeResult:
+        """A result for a submission that could not be graded at all."""
+        status = Status.GRADER_FAULT if isinstance(exc, GraderFault) else Status(exc.status)
+        return cls(
+            status=status,
+            score=0.0,
+            max_score=max_score,
+            passed=False,
+            message=exc.message,
+            submission_sha256=submission_sha256,
+            assignment=assignment,
+            spec_version=spec_version,
+            detail=exc.detail,
+        )

@@ -1,0 +1,149 @@
+"""The sandbox protocol: what a run asks for (RunRequest) and what it reports (RunOutcome).
+
+Every backend (``bwrap``, ``local``, later ``docker``) takes the same request: an argv
+whose paths are the paths *inside* the sandbox, the host interpreter to make
+available, read-only mounts, one writable output folder (``/out`` inside) and the
+limits. A student's failure (crash, time-out, memory, output flood) comes back in the
+outcome; only our own infrastructure problems raise ``GraderFault``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from grader.errors import GraderFault
+
+OUT_TARGET = "/out"
+# Sandbox paths a Mount may not cover: the system, /proc, /dev, the private /tmp, /out.
+RESERVED_TARGETS = (
+    "/proc", "/dev", "/tmp", "/etc", "/usr", "/bin", "/sbin",
+    "/lib", "/lib32", "/lib64", "/libx32", OUT_TARGET,
+)
+POLL_INTERVAL_S = 0.1
+
+# Called about every POLL_INTERVAL_S with the host folder where /out can be read while the job
+# runs; a returned string stops the job with that reason.
+Poll = Callable[[Path], str | None]
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host folder or file made visible inside the sandbox at ``target``."""
+
+    source: Path
+    target: str
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Limits of one run; sizes in bytes, times in seconds."""
+
+    wall_s: float
+    memory_bytes: int
+    processes: int
+    output_bytes: int
+    tmp_bytes: int
+    cpus: float = 1.0
+    log_bytes: int = 65536
+    file_bytes: int | None = None  # RLIMIT_FSIZE; None means output_bytes
+
+    @property
+    def fsize_bytes(self) -> int:
+        """The largest single file the job may write (RLIMIT_FSIZE)."""
+        return self.output_bytes if self.file_bytes is None else self.file_bytes
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One job: argv (paths as seen inside), interpreter, mounts, /out, limits, environment."""
+
+    argv: tuple[str, ...]
+    python: Path
+    mounts: tuple[Mount, ...]
+    output_dir: Path
+    limits: SandboxLimits
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = "/tmp"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened; student failures are reported here, never raised."""
+
+    backend: str
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    stopped_reason: str
+    out_of_memory: bool
+    output_exceeded: bool
+    pids_exceeded: bool
+    stdout: str
+    stderr: str
+    wall_s: float
+    peak_memory_bytes: int | None
+    enforced: Mapping[str, str]
+
+
+class Sandbox(Protocol):
+    """A backend that runs one request in a fresh sandbox."""
+
+    name: str
+
+    def run(self, request: RunRequest, *, poll: Poll | None = None) -> RunOutcome:
+        """Run the request; ``poll`` is called about every 0.1 s and may stop the job."""
+        ...
+
+
+def default_env(request: RunRequest) -> dict[str, str]:
+    """The complete environment inside: sane defaults overridden by ``request.env``."""
+    python_bin = posixpath.dirname(request.argv[0]) if request.argv else ""
+    path = ":".join(p for p in (python_bin, "/usr/local/bin", "/usr/bin", "/bin") if p)
+    env = {"PATH": path, "HOME": "/tmp", "LANG": "C.UTF-8", "PWD": request.cwd}
+    env.update(request.env)
+    return env
+
+
+def _is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def check_request(request: RunRequest) -> None:
+    """Refuse a malformed request (our bug, so ``GraderFault``) before anything is started."""
+    if not request.argv or not all(isinstance(a, str) for a in request.argv):
+        raise GraderFault("sandbox request has an empty or non-text argv",
+                          detail=repr(request.argv))
+    limits = request.limits
+    for name in ("wall_s", "memory_bytes", "processes", "output_bytes", "tmp_bytes", "cpus",
+                 "log_bytes"):
+        value = getattr(limits, name)
+        if not value > 0:
+            raise GraderFault(f"sandbox limit {name} must be positive, got {value!r}")
+    if limits.fsize_bytes <= 0:
+        raise GraderFault(f"sandbox limit file_bytes must be positive, got {limits.file_bytes!r}")
+    if not posixpath.isabs(request.cwd):
+        raise GraderFault(f"sandbox cwd must be an absolute path, got {request.cwd!r}")
+    for key, value in request.env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise GraderFault(f"sandbox environment entry {key!r} is not valid")
+    seen: set[str] = set()
+    for mount in request.mounts:
+        target = mount.target
+        if not posixpath.isabs(target) or posixpath.normpath(target) != target or target == "/":
+            raise GraderFault(f"mount target {target!r} must be a normalised absolute path, not /")
+        if any(_is_under(target, r) for r in RESERVED_TARGETS):
+            raise GraderFault(f"mount target {target!r} would cover a reserved sandbox path")
+        if target in seen:
+            raise GraderFault(f"mount target {target!r} is given twice")
+        seen.add(target)
+        if not mount.source.exists():
+            raise GraderFault(f"mount source {mount.source} does not exist")
+    if request.output_dir.is_symlink() or (
+        request.output_dir.exists() and not request.output_dir.is_dir()
+    ):
+        raise GraderFault(f"output_dir {request.output_dir} is not a folder")

@@ -1,0 +1,388 @@
+"""The bubblewrap backend: one fresh sandbox per run, limited by cgroups, rlimits and tmpfs sizes.
+
+Inside the job sees a read-only system (/usr and the /bin, /lib… links), a made-up
+minimal /etc, the interpreter's prefixes, the request's read-only mounts, a private
+/proc (read-only) and /dev, size-limited tmpfs /tmp and /dev/shm, and /out. It runs as
+uid 65534 in fresh user, pid, network (loopback only), ipc, uts and cgroup namespaces
+with no capabilities, no_new_privs and no way to create further user namespaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import weakref
+from pathlib import Path
+
+from grader.config import SandboxSettings
+from grader.errors import GraderFault
+from grader.sandbox.base import OUT_TARGET, Poll, RunOutcome, RunRequest, check_request, default_env
+from grader.sandbox.cgroups import PARENT_NAME, Cgroup, CgroupRoot, CgroupUnavailable, find_cgroups
+from grader.sandbox.outdir import (
+    PAGE,
+    OutputReport,
+    copy_out,
+    is_full,
+    mount_tmpfs,
+    sweep_in_place,
+    unmount,
+)
+from grader.sandbox.process import bind_poll, rlimit_setter, supervise
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_UID = 65534
+OPEN_FILES = 1024
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+HOST_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d")
+GENERATED_ETC = {
+    "passwd": "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+              f"nobody:x:{SANDBOX_UID}:{SANDBOX_UID}:nobody:/tmp:/usr/sbin/nologin\n",
+    "group": f"root:x:0:\nnogroup:x:{SANDBOX_UID}:\n",
+    "nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files\n",
+    "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n",
+}
+NO_CGROUPS = (
+    "neither cgroup v2 nor cgroup v1 memory+pids controllers are usable here ({reason}); "
+    "run as root or set GRADER_REQUIRE_CGROUPS=0 to fall back to rlimits, which cannot "
+    "bound memory of threads reliably"
+)
+
+
+def find_bwrap() -> str:
+    """The bubblewrap executable, or GraderFault saying how to install it."""
+    found = shutil.which("bwrap") or ("/usr/bin/bwrap" if os.access("/usr/bin/bwrap", os.X_OK)
+                                      else None)
+    if not found:
+        raise GraderFault("bubblewrap is not installed: apt-get install bubblewrap")
+    return found
+
+
+@functools.cache
+def python_prefixes(python: str) -> tuple[str, ...]:
+    """``sys.prefix`` and ``sys.base_prefix`` of an interpreter (asked once per interpreter)."""
+    code = "import sys; print(sys.prefix); print(sys.base_prefix)"
+    try:
+        done = subprocess.run([python, "-I", "-c", code], env={}, capture_output=True,
+                              text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise GraderFault(f"the sandbox interpreter {python} does not run",
+                          detail=str(exc)) from exc
+    return tuple(dict.fromkeys(line for line in done.stdout.splitlines() if line.startswith("/")))
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _exit_status(returncode: int) -> tuple[int | None, int | None]:
+    """(exit code, signal); bwrap reports a child killed by signal N as 128 + N, like a shell."""
+    if returncode < 0:
+        return None, -returncode
+    if 128 < returncode <= 128 + 64:
+        return None, returncode - 128
+    return returncode, None
+
+
+class BwrapSandbox:
+    """Runs each request with bubblewrap; see the module docstring for what it enforces."""
+
+    name = "bwrap"
+
+    def __init__(self, settings: SandboxSettings, *, cgroup_parent: str = PARENT_NAME,
+                 use_cgroups: bool = True) -> None:
+        self.bwrap = find_bwrap()
+        self.work_dir = settings.work_dir
+        self.can_mount = os.geteuid() == 0
+        self.cgroups: CgroupRoot | None = None
+        reason = "disabled for this sandbox"
+        if use_cgroups:
+            try:
+                self.cgroups = find_cgroups(cgroup_parent)
+            except CgroupUnavailable as exc:
+                reason = str(exc)
+        if self.cgroups is None:
+            if settings.require_cgroups:
+                raise GraderFault(NO_CGROUPS.format(reason=reason))
+            logger.warning("sandbox runs WITHOUT cgroups (%s): memory and processes are only "
+                           "bounded per process by rlimits", reason)
+        else:  # the grader/ parents stay while we live, so runs do not re-create them
+            weakref.finalize(self, self.cgroups.remove_parents_if_empty)
+        self._etc: Path | None = None
+
+    def etc_dir(self) -> Path:
+        """The made-up /etc files (passwd, group, nsswitch.conf, hosts), written once."""
+        if self._etc is None or not self._etc.is_dir():
+            etc = Path(tempfile.mkdtemp(prefix="grader-etc-", dir=self.work_dir))
+            for name, text in GENERATED_ETC.items():
+                (etc / name).write_text(text)
+                (etc / name).chmod(0o444)
+            weakref.finalize(self, shutil.rmtree, etc, ignore_errors=True)
+            self._etc = etc
+        return self._etc
+
+    def run(self, request: RunRequest, *, poll: Poll | None = None) -> RunOutcome:
+        """Run one request in a fresh sandbox; student failures come back in the outcome."""
+        check_request(request)
+        if any(m.writable for m in request.mounts):
+            raise GraderFault("the bwrap backend has no writable extra mounts; the job writes to "
+                              "output_dir, seen as /out")
+        prefixes = python_prefixes(os.fspath(request.python))
+        job = _Job(self, request, prefixes)
+        try:
+            return job.run(poll)
+        finally:
+            job.cleanup()
+
+
+class _Job:
+    """The state of one run, so every exit path cleans up the same way."""
+
+    def __init__(self, sandbox: BwrapSandbox, request: RunRequest,
+                 prefixes: tuple[str, ...]) -> None:
+        self.sandbox = sandbox
+        self.request = request
+        self.prefixes = prefixes
+        self.limits = request.limits
+        self.run_dir = Path(tempfile.mkdtemp(prefix="grader-run-", dir=sandbox.work_dir))
+        self.out_mount: Path | None = None
+        self.cgroup: Cgroup | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.status_r = -1
+        self.enforced: dict[str, str] = {
+            "wall": "host timer",
+            "network": "netns (loopback only)",
+            "filesystem": "mount namespace (read-only binds)",
+            "user": f"userns uid {SANDBOX_UID}, no capabilities, no new userns",
+            "tmp": "tmpfs size",
+            "file_size": "RLIMIT_FSIZE",
+            "open_files": "RLIMIT_NOFILE",
+        }
+
+    # ------------------------------------------------------------------ set-up
+
+    def _prepare_out(self) -> Path:
+        self.request.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.sandbox.can_mount:
+            target = self.run_dir  # the run folder itself is the mount point
+            try:
+                mount_tmpfs(target, size_bytes=self.limits.output_bytes)
+            except OSError as exc:
+                logger.warning("no tmpfs for /out (%s); bounding output by RLIMIT_FSIZE only", exc)
+            else:
+                self.out_mount = target
+                self.enforced["output"] = "tmpfs on the host (size + inode limit)"
+                return target
+        self.enforced["output"] = "RLIMIT_FSIZE + post-run check (host disk not protected)"
+        return self.request.output_dir
+
+    def _argv(self, out_source: Path, status_fd: int) -> list[str]:
+        request, limits = self.request, self.limits
+        args = [
+            self.sandbox.bwrap,
+            "--unshare-all", "--unshare-user", "--disable-userns",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
+            "--json-status-fd", str(status_fd),
+            "--clearenv",
+        ]
+        for key, value in default_env(request).items():
+            args += ["--setenv", key, value]
+        bound = []
+        for name in SYSTEM_DIRS:
+            host = Path("/", name)
+            if host.is_symlink():
+                args += ["--symlink", os.readlink(host), f"/{name}"]
+            elif host.is_dir():
+                args += ["--ro-bind", str(host), f"/{name}"]
+                bound.append(f"/{name}")
+        args += ["--dir", "/etc"]
+        etc = self.sandbox.etc_dir()
+        for name in GENERATED_ETC:
+            args += ["--ro-bind", str(etc / name), f"/etc/{name}"]
+        for name in HOST_ETC_FILES:
+            if os.path.exists(f"/etc/{name}"):
+                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        if os.path.islink("/etc/localtime"):
+            args += ["--symlink", os.readlink("/etc/localtime"), "/etc/localtime"]
+        elif os.path.isfile("/etc/localtime"):
+            args += ["--ro-bind", "/etc/localtime", "/etc/localtime"]
+        tmp_size = str(max(PAGE, limits.tmp_bytes))
+        args += [
+            "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", tmp_size, "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", tmp_size, "--tmpfs", "/dev/shm",
+        ]
+        for prefix in self.prefixes:
+            if not _under(prefix, bound):
+                args += ["--ro-bind", prefix, prefix]
+        for mount in request.mounts:
+            args += ["--ro-bind", os.fspath(mount.source), mount.target]
+        args += ["--bind", os.fspath(out_source), OUT_TARGET]
+        # /proc read-only: the job is host uid 0 in its user namespace, and /proc/sys files
+        # owned by host root would otherwise be writable to it.
+        args += ["--remount-ro", "/proc", "--remount-ro", "/", "--chdir", request.cwd, "--"]
+        return args + list(request.argv)
+
+    def _rlimits(self) -> list[tuple[int, int]]:
+        limits = [
+            (resource.RLIMIT_CORE, 0),
+            (resource.RLIMIT_FSIZE, self.limits.fsize_bytes),
+            (resource.RLIMIT_NOFILE, OPEN_FILES),
+        ]
+        if self.cgroup is None:  # the fallback: per-process bounds only
+            limits.append((resource.RLIMIT_AS, self.limits.memory_bytes))
+            self.enforced["memory"] = "RLIMIT_AS (per process, not a job total)"
+            self.enforced["cpu"] = "not enforced"
+            if os.geteuid() != 0:
+                limits.append((resource.RLIMIT_NPROC, self.limits.processes))
+                self.enforced["pids"] = "RLIMIT_NPROC (per user)"
+            else:
+                self.enforced["pids"] = "not enforced (root is exempt from RLIMIT_NPROC)"
+        return limits
+
+    def _make_cgroup(self) -> None:
+        root = self.sandbox.cgroups
+        if root is None:
+            return
+        try:
+            self.cgroup = root.create()
+            self.enforced.update(self.cgroup.configure(
+                memory_bytes=self.limits.memory_bytes,
+                processes=self.limits.processes,
+                cpus=self.limits.cpus,
+            ))
+        except (OSError, CgroupUnavailable) as exc:
+            raise GraderFault(f"cannot create the sandbox's cgroup: {exc}") from exc
+
+    # ------------------------------------------------------------------ the run
+
+    def _kill(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)  # not reaped yet, so the pid is ours
+
+    def _after_exit(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
+
+    def run(self, poll: Poll | None) -> RunOutcome:
+        out_source = self._prepare_out()
+        self._make_cgroup()
+        status_r, status_w = os.pipe()
+        self.status_r = status_r
+        argv = self._argv(out_source, status_w)
+        procs_fds = [os.open(f, os.O_WRONLY | os.O_CLOEXEC)
+                     for f in (self.cgroup.procs_files() if self.cgroup else ())]
+        set_rlimits = rlimit_setter(self._rlimits())
+
+        def preexec() -> None:  # in the child, before bwrap is executed; allocates nothing
+            for fd in procs_fds:
+                os.write(fd, b"0")  # "0" = the writing process itself
+            set_rlimits()
+
+        started = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env={}, cwd="/", preexec_fn=preexec, pass_fds=(status_w,),
+                start_new_session=True,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise GraderFault(f"could not start bubblewrap: {exc}") from exc
+        finally:
+            os.close(status_w)
+            for fd in procs_fds:
+                os.close(fd)
+        watch = supervise(self.proc, started=started, wall_s=self.limits.wall_s,
+                          log_bytes=self.limits.log_bytes, poll=bind_poll(poll, out_source),
+                          kill=self._kill, after_exit=self._after_exit)
+        status = self._read_status()
+        stats = self.cgroup.stats() if self.cgroup else None
+        self._remove_cgroup()
+        report = self._collect_output()
+        exit_code, sig = _exit_status(watch.returncode)
+        stderr = watch.stderr.text()
+        if stats is not None:  # an OOM kill, or a SIGKILL we did not send after hitting the limit
+            out_of_memory = stats.oom_kills > 0 or (
+                sig == signal.SIGKILL and not watch.timed_out and stats.memory_limit_hits > 0)
+        else:  # without cgroups RLIMIT_AS makes allocations fail instead
+            out_of_memory = "MemoryError" in stderr
+        if not watch.timed_out and not out_of_memory and '"exit-code"' not in status:
+            raise GraderFault("bubblewrap could not set up the sandbox", detail=stderr)
+        if report.dropped:
+            logger.warning("sandbox output: %s", report.note())
+            stderr += ("\n" if stderr and not stderr.endswith("\n") else "") + report.note() + "\n"
+        return RunOutcome(
+            backend=self.sandbox.name,
+            exit_code=exit_code,
+            signal=sig,
+            timed_out=watch.timed_out,
+            stopped_reason=watch.stopped_reason,
+            out_of_memory=out_of_memory,
+            output_exceeded=report.exceeded or sig == signal.SIGXFSZ,
+            pids_exceeded=stats is not None and stats.pids_limit_hits > 0,
+            stdout=watch.stdout.text(),
+            stderr=stderr,
+            wall_s=watch.wall_s,
+            peak_memory_bytes=stats.peak_memory_bytes if stats else watch.max_rss_bytes,
+            enforced=dict(self.enforced),
+        )
+
+    def _read_status(self) -> str:
+        os.set_blocking(self.status_r, False)
+        chunks = []
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self.status_r, 65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
+
+    def _remove_cgroup(self) -> None:
+        cgroup, self.cgroup = self.cgroup, None
+        if cgroup is None:
+            return
+        survivors = not cgroup.kill_all()
+        if not cgroup.remove() or survivors:
+            raise GraderFault(f"sandboxed processes survived the kill in {cgroup.dirs}")
+
+    def _collect_output(self) -> OutputReport:
+        limit = self.limits.output_bytes
+        if self.out_mount is None:
+            return sweep_in_place(self.request.output_dir, limit_bytes=limit)
+        full = is_full(self.out_mount)
+        report = copy_out(self.out_mount, self.request.output_dir, limit_bytes=limit)
+        report.exceeded = report.exceeded or full
+        return report
+
+    # ------------------------------------------------------------------ tidy-up
+
+    def cleanup(self) -> None:
+        """Kill what is left, remove the cgroup, unmount /out, remove the run folder."""
+        if self.proc is not None and self.proc.returncode is None:
+            self._kill()
+            self.proc.wait()
+        if self.status_r >= 0:
+            os.close(self.status_r)
+            self.status_r = -1
+        try:
+            self._remove_cgroup()
+        except GraderFault:
+            logger.exception("sandbox cleanup")
+        if self.out_mount is not None:
+            try:
+                unmount(self.out_mount)
+            except OSError:
+                logger.exception("cannot unmount %s; leaving the run folder", self.out_mount)
+                return
+            self.out_mount = None
+        shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -1,0 +1,200 @@
+"""The job's writable ``/out``: a size-limited tmpfs on the host, copied off safely afterwards.
+
+As root we mount a private tmpfs (``size=output_bytes``, bounded inode count, nosuid,
+nodev, noexec) in the run folder and bind it to ``/out``; a flood ends in ENOSPC inside
+the sandbox and can never fill the host disk. After the job has been killed we copy only
+regular, singly-linked files (never following a symlink, total bounded) into the
+caller's ``output_dir`` and unmount. Without mount rights the caller's folder is bound
+directly and ``sweep_in_place`` applies the same rules after the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+MAX_OUTPUT_ENTRIES = 4096  # files + folders /out may hold (the tmpfs inode limit)
+PAGE = 4096
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_MNT_DETACH = 2
+_COPY_CHUNK = 1 << 20
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+@dataclass
+class OutputReport:
+    """What was kept from ``/out`` and what was dropped (and why)."""
+
+    kept_bytes: int = 0
+    kept_files: int = 0
+    dropped: list[str] = field(default_factory=list)
+    exceeded: bool = False
+
+    def note(self) -> str:
+        """One line for the log, empty when nothing was dropped."""
+        if not self.dropped:
+            return ""
+        shown = ", ".join(self.dropped[:8]) + (" …" if len(self.dropped) > 8 else "")
+        return f"[grader: not kept from /out: {shown}]"
+
+
+def mount_tmpfs(target: Path, *, size_bytes: int, max_entries: int = MAX_OUTPUT_ENTRIES) -> None:
+    """Mount a fresh tmpfs on ``target``; raises OSError (e.g. EPERM when not root)."""
+    size = max(PAGE, size_bytes)  # size=0 would mean "unbounded"
+    options = f"size={size},nr_inodes={max(2, max_entries)},mode=0777".encode()
+    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+    if _libc.mount(b"tmpfs", os.fsencode(target), b"tmpfs", flags, options) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"mount tmpfs on {target}: {os.strerror(code)}")
+
+
+def unmount(target: Path) -> None:
+    """Unmount ``target``; lazily detach if it is still busy."""
+    path = os.fsencode(target)
+    if (_libc.umount2(path, 0) != 0 and ctypes.get_errno() != errno.EINVAL
+            and _libc.umount2(path, _MNT_DETACH) != 0):
+        code = ctypes.get_errno()
+        raise OSError(code, f"unmount {target}: {os.strerror(code)}")
+
+
+def is_full(target: Path) -> bool:
+    """True when the tmpfs on ``target`` has no page or no inode left."""
+    st = os.statvfs(target)
+    return st.f_bavail == 0 or st.f_favail == 0
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISLNK, "symlink"), (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"),
+             (stat.S_ISCHR, "device"), (stat.S_ISBLK, "device"))
+    for test, name in kinds:
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _copy_file(src: str, dst: str, size: int) -> None:
+    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd_in).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o644)
+        try:
+            left = size
+            while left > 0:
+                chunk = os.read(fd_in, min(_COPY_CHUNK, left))
+                if not chunk:
+                    break
+                os.write(fd_out, chunk)
+                left -= len(chunk)
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+
+
+def _walk(root: str) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield (relative path, lstat) for every entry, folders before their contents, sorted."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            names = sorted(os.listdir(os.path.join(root, rel) if rel else root))
+        except OSError:
+            continue
+        subdirs = []
+        for name in names:
+            child = os.path.join(rel, name) if rel else name
+            try:
+                st = os.lstat(os.path.join(root, child))
+            except OSError:
+                continue
+            yield child, st
+            if stat.S_ISDIR(st.st_mode):
+                subdirs.append(child)
+        stack.extend(reversed(subdirs))
+
+
+def copy_out(src_root: Path, dst_root: Path, *, limit_bytes: int,
+             max_entries: int = MAX_OUTPUT_ENTRIES) -> OutputReport:
+    """Copy regular singly-linked files and folders from ``src_root``; never follow links."""
+    report = OutputReport()
+    src, dst = os.fspath(src_root), os.fspath(dst_root)
+    os.makedirs(dst, exist_ok=True)
+    skipped_dirs: list[str] = []
+    for count, (rel, st) in enumerate(_walk(src)):
+        if any(rel.startswith(d + os.sep) for d in skipped_dirs):
+            continue
+        if count >= max_entries:
+            report.dropped.append(f"{rel} (too many entries)")
+            report.exceeded = True
+            break
+        target = os.path.join(dst, rel)
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                os.mkdir(target, 0o755)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(target).st_mode):
+                    report.dropped.append(f"{rel}/ (name taken in output_dir)")
+                    skipped_dirs.append(rel)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            report.dropped.append(f"{rel} ({_kind(st.st_mode)})")
+            continue
+        if st.st_nlink > 1:
+            report.dropped.append(f"{rel} (hard link)")
+            continue
+        if report.kept_bytes + st.st_size > limit_bytes:
+            report.dropped.append(f"{rel} (over the output limit)")
+            report.exceeded = True
+            continue
+        try:
+            _copy_file(os.path.join(src, rel), target, st.st_size)
+        except OSError as exc:
+            report.dropped.append(f"{rel} ({exc.strerror or exc})")
+            continue
+        report.kept_bytes += st.st_size
+        report.kept_files += 1
+    return report
+
+
+def sweep_in_place(root: Path, *, limit_bytes: int,
+                   max_entries: int = MAX_OUTPUT_ENTRIES) -> OutputReport:
+    """Apply the ``copy_out`` rules to a folder the job wrote directly: delete what breaks them."""
+    report = OutputReport()
+    base = os.fspath(root)
+    for count, (rel, st) in enumerate(list(_walk(base))):
+        path = os.path.join(base, rel)
+        if stat.S_ISDIR(st.st_mode):
+            if count >= max_entries:
+                report.exceeded = True
+            continue
+        reason = ""
+        if count >= max_entries:
+            reason, report.exceeded = "too many entries", True
+        elif not stat.S_ISREG(st.st_mode):
+            reason = _kind(st.st_mode)
+        elif st.st_nlink > 1:
+            reason = "hard link"
+        elif report.kept_bytes + st.st_size > limit_bytes:
+            reason, report.exceeded = "over the output limit", True
+        if reason:
+            report.dropped.append(f"{rel} ({reason})")
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # unlink never follows a symlink
+        else:
+            report.kept_bytes += st.st_size
+            report.kept_files += 1
+    return report

@@ -1,0 +1,137 @@
+"""``flask`` commands for the database, accounts and the board (``flask --app leaderboard …``)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlmodel import select
+
+from leaderboard import accounts
+from leaderboard.db import session_scope, upgrade
+from leaderboard.models import AssignmentRow, Student
+from leaderboard.ranking import freeze_board
+from leaderboard.submissions import ensure_assignment
+
+
+def _svc():  # type: ignore[no-untyped-def]
+    return current_app.extensions["leaderboard"]
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db() -> None:
+    """Create or upgrade the database to the newest schema (Alembic migrations)."""
+    svc = _svc()
+    upgrade(svc.settings.db_url)
+    with session_scope(svc.engine) as session:
+        ensure_assignment(session, spec=svc.spec)
+    click.echo(f"database ready: {svc.engine.url.render_as_string(hide_password=True)}")
+
+
+@click.command("create-instructor")
+@with_appcontext
+@click.argument("username")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="At least 8 characters (asked for when left out).",
+)
+def create_instructor(username: str, password: str) -> None:
+    """Create an instructor account (or set a new password for one)."""
+    try:
+        with session_scope(_svc().engine) as session:
+            accounts.create_instructor(session, username=username, password=password)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"instructor {username!r} can sign in at /staff/login")
+
+
+@click.command("import-roster")
+@with_appcontext
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_roster(csv_file: Path) -> None:
+    """Add the students of a CSV roster (id,name,email[,display_name]); known ids are updated."""
+    svc = _svc()
+    try:
+        entries = accounts.parse_roster(csv_file.read_text(encoding="utf-8-sig"))
+        with session_scope(svc.engine) as session:
+            added, updated = accounts.import_roster(
+                session, entries=entries, roster_key=svc.settings.roster_key
+            )
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{added} students added, {updated} updated; hand out secrets with export-secrets")
+
+
+@click.command("export-secrets")
+@with_appcontext
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a CSV file (mode 600) instead of printing.",
+)
+def export_secrets(out_path: Path | None) -> None:
+    """Print (or write) every student's sign-in secret as CSV: id,name,email,secret."""
+    svc = _svc()
+    with session_scope(svc.engine) as session:
+        rows = accounts.export_secrets(session, roster_key=svc.settings.roster_key)
+    if out_path is not None:
+        out_path.touch(mode=0o600)
+        out_path.chmod(0o600)
+        handle = out_path.open("w", newline="", encoding="utf-8")
+    else:
+        handle = sys.stdout
+    writer = csv.DictWriter(handle, fieldnames=["id", "name", "email", "secret"])
+    writer.writeheader()
+    writer.writerows(rows)
+    if out_path is not None:
+        handle.close()
+        click.echo(f"{len(rows)} secrets written to {out_path}", err=True)
+
+
+@click.command("rotate-secret")
+@with_appcontext
+@click.argument("roster_id")
+def rotate_secret(roster_id: str) -> None:
+    """Give one student a new secret (the old one stops working) and print it."""
+    svc = _svc()
+    with session_scope(svc.engine) as session:
+        student = session.exec(select(Student).where(Student.roster_id == roster_id)).first()
+        if student is None:
+            raise click.ClickException(f"no student with id {roster_id!r}")
+        secret = accounts.rotate_secret(session, student=student, roster_key=svc.settings.roster_key)
+    click.echo(secret)
+
+
+@click.command("freeze-board")
+@with_appcontext
+def freeze_board_command() -> None:
+    """Freeze the leaderboard now: store the final (private) ranking and the bonus points."""
+    svc = _svc()
+    with session_scope(svc.engine) as session:
+        row = ensure_assignment(session, spec=svc.spec)
+        row = session.get(AssignmentRow, row.id)
+        assert row is not None
+        done = freeze_board(session, spec=svc.spec, assignment=row, by="flask freeze-board")
+    click.echo("board frozen" if done else "the board was already frozen")
+
+
+def init_app(app: Flask) -> None:
+    for command in (
+        init_db,
+        create_instructor,
+        import_roster,
+        export_secrets,
+        rotate_secret,
+        freeze_board_command,
+    ):
+        app.cli.add_command(command)
+    app.cli.add_command(init_db, name="upgrade")

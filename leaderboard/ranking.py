@@ -1,0 +1,370 @@
+"""The leaderboard: best graded submission per student, public/private split, freeze, bonus.
+
+While the challenge runs the board ranks by the value on the *public* part of each hidden
+split (the judge computes it; the spec sets the fraction). At the bonus deadline the board
+freezes: the final ranking uses the rest (the result's ``metrics``), is stored row by row,
+and never changes afterwards. A cache keyed on the assignment's ``board_version`` (bumped in
+the same transaction as every change the board shows) serves repeated requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import Session, select
+
+from grader.config import Assignment
+from leaderboard.models import (
+    AssignmentRow,
+    BoardEntry,
+    FrozenRow,
+    Student,
+    Submission,
+    SubmissionStatus,
+    utcnow,
+)
+from leaderboard.submissions import bump_board
+
+log = logging.getLogger(__name__)
+
+ANONYMOUS = "(no display name)"
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    rank: int
+    display_name: str
+    metrics: Mapping[str, float]
+    value: float
+    uploads: int
+    submitted_at: datetime
+    bonus: int
+    passed: bool
+    student_id: int = field(repr=False)
+    submission_id: int = field(repr=False)
+
+    def to_dict(self, columns: Sequence[str]) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "display_name": self.display_name,
+            **{c: self.metrics.get(c) for c in columns},
+            "value": self.value,
+            "uploads": self.uploads,
+            "submitted_at": self.submitted_at.isoformat(),
+            "bonus": self.bonus,
+            "passed": self.passed,
+        }
+
+
+@dataclass(frozen=True)
+class Board:
+    assignment: str
+    title: str
+    version: int
+    scope: str  # "public" while the challenge runs, "final" once frozen
+    frozen_at: datetime | None
+    public_fraction: float
+    rank_by: str
+    columns: tuple[str, ...]
+    threshold: float
+    bonus_points: tuple[int, ...]
+    bonus_deadline: datetime | None
+    rows: tuple[BoardRow, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "assignment": self.assignment,
+            "title": self.title,
+            "version": self.version,
+            "scope": self.scope,
+            "frozen": self.frozen_at is not None,
+            "frozen_at": self.frozen_at.isoformat() if self.frozen_at else None,
+            "public_fraction": self.public_fraction,
+            "rank_by": self.rank_by,
+            "columns": list(self.columns),
+            "pass_line": self.threshold,
+            "bonus_points": list(self.bonus_points),
+            "bonus_deadline": self.bonus_deadline.isoformat() if self.bonus_deadline else None,
+            "rows": [r.to_dict(self.columns) for r in self.rows],
+        }
+
+
+def board_columns(spec: Assignment) -> tuple[str, tuple[str, ...], float]:
+    """(part, metric columns, pass line) of the ranked part, e.g. ORIG, AUG, NEW, weighted."""
+    part_name, _, metric = spec.rank_by.partition(".")
+    part = spec.part(part_name)
+    columns = (*(k for k in part.weights if k != metric), metric)
+    return part_name, columns, part.threshold
+
+
+def _bonus(spec: Assignment, rank: int) -> int:
+    return spec.bonus_points[rank - 1] if 0 < rank <= len(spec.bonus_points) else 0
+
+
+def _uploads(session: Session, assignment_id: int) -> dict[int, int]:
+    rows = session.exec(
+        select(Submission.student_id, func.count(Submission.id))
+        .where(Submission.assignment_id == assignment_id, Submission.counts_attempt == True)  # noqa: E712
+        .group_by(Submission.student_id)
+    ).all()
+    return {int(a): int(b) for a, b in rows}
+
+
+def _ranked(
+    session: Session, *, spec: Assignment, assignment_id: int, scope: str, cutoff: datetime
+) -> list[BoardRow]:
+    """Best submission per student (ties: the earlier one), best first."""
+    col = Submission.rank_value_public if scope == "public" else Submission.rank_value
+    _, columns, threshold = board_columns(spec)
+    uploads = _uploads(session, assignment_id)
+    order = (col.desc(), Submission.created_at.asc(), Submission.id.asc())  # type: ignore[union-attr,attr-defined]
+    best = (
+        select(
+            Submission.id,
+            Submission.student_id,
+            col.label("value"),  # type: ignore[union-attr]
+            Submission.created_at,
+            func.row_number().over(partition_by=Submission.student_id, order_by=order).label("rn"),
+        )
+        .where(
+            Submission.assignment_id == assignment_id,
+            col.is_not(None),  # type: ignore[union-attr]
+            Submission.created_at <= cutoff,
+        )
+        .subquery()
+    )
+    # The window reads the index only; the (large) board_json is fetched for the winners.
+    query = (
+        select(
+            best.c.id,
+            best.c.student_id,
+            best.c.value,
+            best.c.created_at,
+            Submission.board_json,
+            Student.display_name,
+        )
+        .join(Submission, Submission.id == best.c.id)  # type: ignore[arg-type]
+        .join(Student, Student.id == best.c.student_id)  # type: ignore[arg-type]
+        .where(best.c.rn == 1)
+        .order_by(best.c.value.desc(), best.c.created_at.asc(), best.c.id.asc())
+    )
+    return _rows(session.execute(query), spec=spec, scope=scope, columns=columns,
+                 threshold=threshold, uploads=uploads)
+
+
+def _live(session: Session, *, spec: Assignment, assignment_id: int) -> list[BoardRow]:
+    """The live (public) ranking from ``board_entry``: one row per student, best first."""
+    _, columns, threshold = board_columns(spec)
+    uploads = _uploads(session, assignment_id)
+    query = (
+        select(
+            BoardEntry.public_submission_id,
+            BoardEntry.student_id,
+            BoardEntry.public_value,
+            BoardEntry.public_created_at,
+            Submission.board_json,
+            Student.display_name,
+        )
+        .join(Submission, Submission.id == BoardEntry.public_submission_id)  # type: ignore[arg-type]
+        .join(Student, Student.id == BoardEntry.student_id)  # type: ignore[arg-type]
+        .where(
+            BoardEntry.assignment_id == assignment_id,
+            BoardEntry.public_value.is_not(None),  # type: ignore[union-attr]
+        )
+        .order_by(
+            BoardEntry.public_value.desc(),  # type: ignore[union-attr]
+            BoardEntry.public_created_at.asc(),  # type: ignore[union-attr]
+            BoardEntry.public_submission_id.asc(),  # type: ignore[union-attr]
+        )
+    )
+    return _rows(session.execute(query), spec=spec, scope="public", columns=columns,
+                 threshold=threshold, uploads=uploads)
+
+
+def _rows(
+    result: Any, *, spec: Assignment, scope: str, columns: Sequence[str], threshold: float,
+    uploads: dict[int, int],
+) -> list[BoardRow]:
+    """Board rows from ``(submission id, student id, value, created_at, board_json, display)``."""
+    rows = []
+    for rank, (sub_id, student_id, value, created_at, board_json, display) in enumerate(
+        result, start=1
+    ):
+        metrics = json.loads(board_json).get(scope, {}) if board_json else {}
+        rows.append(
+            BoardRow(
+                rank=rank,
+                display_name=display or ANONYMOUS,
+                metrics={c: metrics[c] for c in columns if c in metrics},
+                value=float(value),
+                uploads=uploads.get(int(student_id), 0),
+                submitted_at=created_at,
+                bonus=_bonus(spec, rank),
+                passed=float(value) >= threshold,
+                student_id=int(student_id),
+                submission_id=int(sub_id),
+            )
+        )
+    return rows
+
+
+def compute_board(session: Session, *, spec: Assignment, assignment: AssignmentRow) -> Board:
+    """The board as it stands: the stored final ranking once frozen, else the live public one."""
+    _, columns, threshold = board_columns(spec)
+    if assignment.frozen_at is not None:
+        frozen = session.exec(
+            select(FrozenRow, Student.display_name)
+            .join(Student, Student.id == FrozenRow.student_id)  # type: ignore[arg-type]
+            .where(FrozenRow.assignment_id == assignment.id)
+            .order_by(FrozenRow.rank)  # type: ignore[arg-type]
+        ).all()
+        rows: list[BoardRow] = [
+            BoardRow(
+                rank=f.rank,
+                display_name=f.display_name or display or ANONYMOUS,
+                metrics=json.loads(f.metrics_json),
+                value=f.value,
+                uploads=f.uploads,
+                submitted_at=f.submitted_at,
+                bonus=f.bonus,
+                passed=f.value >= threshold,
+                student_id=f.student_id,
+                submission_id=f.submission_id,
+            )
+            for f, display in frozen
+        ]
+        scope = "final"
+    else:
+        scope = "public" if spec.public_fraction < 1.0 else "final"
+        rows = _live(session, spec=spec, assignment_id=assignment.id or 0)
+    return Board(
+        assignment=spec.name,
+        title=spec.title,
+        version=assignment.board_version,
+        scope=scope,
+        frozen_at=assignment.frozen_at,
+        public_fraction=spec.public_fraction,
+        rank_by=spec.rank_by,
+        columns=columns,
+        threshold=threshold,
+        bonus_points=spec.bonus_points,
+        bonus_deadline=spec.deadlines.get("bonus"),
+        rows=tuple(rows),
+    )
+
+
+def pending_before(session: Session, *, assignment_id: int, cutoff: datetime) -> int:
+    """Submissions made before ``cutoff`` that are not graded yet (a freeze waits for them)."""
+    return session.exec(
+        select(func.count(Submission.id)).where(
+            Submission.assignment_id == assignment_id,
+            Submission.created_at <= cutoff,
+            Submission.status.in_([SubmissionStatus.QUEUED, SubmissionStatus.RUNNING]),  # type: ignore[attr-defined]
+        )
+    ).one()
+
+
+def freeze_board(
+    session: Session,
+    *,
+    spec: Assignment,
+    assignment: AssignmentRow,
+    by: str,
+    cutoff: datetime | None = None,
+) -> bool:
+    """Store the final ranking (private part) with bonus points; False if already frozen.
+
+    Only submissions made up to ``cutoff`` (default: now) count.
+    """
+    now = utcnow()
+    cutoff = cutoff or now
+    won = session.execute(
+        update(AssignmentRow)
+        .where(AssignmentRow.id == assignment.id, AssignmentRow.frozen_at.is_(None))  # type: ignore[arg-type,union-attr]
+        .values(frozen_at=now, frozen_by=by[:120])
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not won:
+        return False
+    rows = _ranked(session, spec=spec, assignment_id=assignment.id or 0, scope="final", cutoff=cutoff)
+    for row in rows:
+        session.add(
+            FrozenRow(
+                assignment_id=assignment.id or 0,
+                rank=row.rank,
+                student_id=row.student_id,
+                submission_id=row.submission_id,
+                display_name=row.display_name if row.display_name != ANONYMOUS else "",
+                value=row.value,
+                metrics_json=json.dumps(dict(row.metrics)),
+                uploads=row.uploads,
+                submitted_at=row.submitted_at,
+                bonus=row.bonus,
+            )
+        )
+    bump_board(session, assignment_id=assignment.id or 0)
+    session.flush()
+    session.refresh(assignment)
+    log.info("froze the %s board: %d rows, by %s", spec.name, len(rows), by)
+    return True
+
+
+def maybe_auto_freeze(session: Session, *, spec: Assignment, assignment: AssignmentRow) -> bool:
+    """Freeze at the bonus deadline once everything uploaded before it has been graded."""
+    deadline = spec.deadlines.get("bonus")
+    if deadline is None or assignment.frozen_at is not None or utcnow() < deadline:
+        return False
+    if pending_before(session, assignment_id=assignment.id or 0, cutoff=deadline):
+        return False
+    return freeze_board(session, spec=spec, assignment=assignment, by="deadline", cutoff=deadline)
+
+
+@dataclass
+class _Entry:
+    version: int
+    board: Board
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class BoardCache:
+    """Per-process cache of the computed board (and things rendered from it), by version.
+
+    When the version moves on, the first request recomputes (and ``prepare`` renders) the
+    board while concurrent requests keep getting the previous one instead of queueing
+    behind it: one request per new result and process pays the cost, not all of them.
+    """
+
+    def __init__(self, prepare: Callable[[Board, dict[str, Any]], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._prepare = prepare
+
+    def get(self, session: Session, *, spec: Assignment) -> tuple[Board, dict[str, Any]]:
+        """The current board and a scratch dict for renderings of exactly this version."""
+        assignment = session.exec(select(AssignmentRow).where(AssignmentRow.name == spec.name)).first()
+        if assignment is None:
+            raise LookupError(spec.name)
+        entry = self._entries.get(spec.name)
+        if entry is not None and entry.version == assignment.board_version:
+            return entry.board, entry.payload
+        if not self._lock.acquire(blocking=entry is None):
+            assert entry is not None
+            return entry.board, entry.payload  # another thread is computing the new one
+        try:
+            entry = self._entries.get(spec.name)
+            if entry is None or entry.version != assignment.board_version:
+                board = compute_board(session, spec=spec, assignment=assignment)
+                entry = _Entry(assignment.board_version, board)
+                if self._prepare is not None:
+                    self._prepare(board, entry.payload)
+                self._entries[spec.name] = entry
+        finally:
+            self._lock.release()
+        return entry.board, entry.payload

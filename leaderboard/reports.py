@@ -1,0 +1,220 @@
+"""Staff reports: per-student activity with flags, queue health, regrade comparisons, grades CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from grader.config import Assignment
+from leaderboard.models import (
+    FrozenRow,
+    PartResultRow,
+    Result,
+    Student,
+    Submission,
+    SubmissionStatus,
+    WorkerBeat,
+    utcnow,
+)
+from leaderboard.settings import WebSettings
+
+
+@dataclass
+class StudentActivity:
+    student: Student
+    uploads: int = 0  # counted attempts
+    total: int = 0  # every upload, invalid ones too
+    best_public: float | None = None
+    best_final: float | None = None
+    last_upload: datetime | None = None
+    flags: list[str] = field(default_factory=list)
+
+
+def student_activity(session: Session, *, assignment_id: int, settings: WebSettings) -> list[StudentActivity]:
+    """Every student with upload counts, best values and flags (many uploads, score jumps)."""
+    out = {s.id: StudentActivity(s) for s in session.exec(select(Student)).all()}
+    rows = session.exec(
+        select(
+            Submission.student_id,
+            Submission.counts_attempt,
+            Submission.rank_value_public,
+            Submission.rank_value,
+            Submission.created_at,
+            Submission.id,
+        )
+        .where(Submission.assignment_id == assignment_id)
+        .order_by(Submission.student_id, Submission.created_at, Submission.id)  # type: ignore[arg-type]
+    ).all()
+    previous: dict[int, tuple[float, int]] = {}
+    for student_id, counts, public, final, created, sub_id in rows:
+        act = out.get(student_id)
+        if act is None:
+            continue
+        act.total += 1
+        act.uploads += 1 if counts else 0
+        act.last_upload = created
+        if public is not None:
+            act.best_public = public if act.best_public is None else max(act.best_public, public)
+            if student_id in previous:
+                before, before_id = previous[student_id]
+                if public - before > settings.flag_score_jump:
+                    act.flags.append(f"score jump {before:.1%} → {public:.1%} (#{before_id} → #{sub_id})")
+            previous[student_id] = (public, sub_id)
+        if final is not None:
+            act.best_final = final if act.best_final is None else max(act.best_final, final)
+    for act in out.values():
+        if act.uploads > settings.flag_upload_count:
+            act.flags.insert(0, f"{act.uploads} uploads (more than {settings.flag_upload_count})")
+    return sorted(out.values(), key=lambda a: (-len(a.flags), -a.uploads, a.student.roster_id))
+
+
+@dataclass(frozen=True)
+class Health:
+    counts: dict[str, int]
+    oldest_queued_s: float | None
+    running: list[tuple[int, str, float, int]]  # id, worker, seconds since heartbeat, runs
+    workers: list[tuple[str, float, int, int | None, bool]]  # name, seen s ago, graded, current, alive
+    queue_length: int | None
+
+
+def health(session: Session, *, settings: WebSettings, queue_length: int | None) -> Health:
+    now = utcnow()
+    counts = dict.fromkeys((str(s) for s in SubmissionStatus), 0)
+    for status, n in session.exec(
+        select(Submission.status, func.count(Submission.id)).group_by(Submission.status)
+    ).all():
+        counts[status] = int(n)
+    oldest = session.exec(
+        select(func.min(Submission.created_at)).where(Submission.status == SubmissionStatus.QUEUED)
+    ).one()
+    running = [
+        (
+            s.id or 0,
+            s.worker,
+            (now - s.heartbeat_at).total_seconds() if s.heartbeat_at else -1.0,
+            s.grading_attempts,
+        )
+        for s in session.exec(select(Submission).where(Submission.status == SubmissionStatus.RUNNING)).all()
+    ]
+    alive_within = timedelta(seconds=max(3 * settings.heartbeat_s, 15))
+    workers = [
+        (
+            w.name,
+            (now - w.seen_at).total_seconds(),
+            w.graded,
+            w.current_submission_id,
+            now - w.seen_at < alive_within,
+        )
+        for w in session.exec(select(WorkerBeat).order_by(WorkerBeat.seen_at.desc())).all()  # type: ignore[attr-defined]
+    ]
+    return Health(
+        counts=counts,
+        oldest_queued_s=(now - oldest).total_seconds() if oldest else None,
+        running=running,
+        workers=workers[:50],
+        queue_length=queue_length,
+    )
+
+
+@dataclass(frozen=True)
+class Regrade:
+    submission: Submission
+    roster_id: str
+    old: Result | None
+    new: Result | None
+
+    @property
+    def changed(self) -> bool:
+        if self.old is None or self.new is None:
+            return False
+        return (self.old.status, round(self.old.score, 6)) != (
+            self.new.status,
+            round(self.new.score, 6),
+        )
+
+
+def regrades(session: Session, *, assignment_id: int, limit: int = 500) -> list[Regrade]:
+    """Submissions graded more than once: the previous and the current result side by side."""
+    subs = session.exec(
+        select(Submission, Student.roster_id)
+        .join(Student, Student.id == Submission.student_id)  # type: ignore[arg-type]
+        .where(
+            Submission.assignment_id == assignment_id,
+            Submission.previous_result_id.is_not(None),  # type: ignore[union-attr]
+        )
+        .order_by(Submission.id)  # type: ignore[arg-type]
+        .limit(limit)
+    ).all()
+    ids = {i for s, _ in subs for i in (s.result_id, s.previous_result_id) if i}
+    results = (
+        {
+            r.id: r
+            for r in session.exec(select(Result).where(Result.id.in_(ids))).all()  # type: ignore[union-attr]
+        }
+        if ids
+        else {}
+    )
+    return [
+        Regrade(s, roster, results.get(s.previous_result_id), results.get(s.result_id)) for s, roster in subs
+    ]
+
+
+def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str:
+    """One row per student: their best graded submission's points per part, bonus, final rank."""
+    part_names = [p.name for p in spec.parts]
+    best: dict[int, Submission] = {}
+    for sub in session.exec(
+        select(Submission)
+        .where(Submission.assignment_id == assignment_id, Submission.result_id.is_not(None))  # type: ignore[union-attr]
+        .order_by(Submission.created_at, Submission.id)  # type: ignore[arg-type]
+    ).all():
+        current = best.get(sub.student_id)
+        if current is None or (sub.score or 0.0) > (current.score or 0.0):
+            best[sub.student_id] = sub
+    result_ids = [s.result_id for s in best.values()]
+    parts: dict[int, dict[str, PartResultRow]] = defaultdict(dict)
+    if result_ids:
+        for row in session.exec(
+            select(PartResultRow).where(PartResultRow.result_id.in_(result_ids))  # type: ignore[attr-defined]
+        ).all():
+            parts[row.result_id][row.name] = row
+    frozen = {
+        f.student_id: f
+        for f in session.exec(select(FrozenRow).where(FrozenRow.assignment_id == assignment_id))
+    }
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["id", "name", "email", "display_name", "submission_id", "submitted_at"]
+        + [f"{n}_points" for n in part_names]
+        + [f"{n}_passed" for n in part_names]
+        + ["total", "max_total", "passed", spec.rank_by, "bonus", "final_rank"]
+    )
+    for student in session.exec(select(Student).order_by(Student.roster_id)).all():
+        sub = best.get(student.id or 0)
+        row_parts = parts.get(sub.result_id or 0, {}) if sub else {}
+        fr = frozen.get(student.id or 0)
+        final_metrics = json.loads(sub.board_json).get("final", {}) if sub and sub.board_json else {}
+        metric = spec.rank_by.partition(".")[2]
+        writer.writerow(
+            [student.roster_id, student.name, student.email, student.display_name]
+            + ([sub.id, sub.created_at.isoformat()] if sub else ["", ""])
+            + [f"{row_parts[n].score:g}" if n in row_parts else "" for n in part_names]
+            + [("yes" if row_parts[n].passed else "no") if n in row_parts else "" for n in part_names]
+            + [
+                f"{sub.score:g}" if sub and sub.score is not None else "",
+                f"{spec.max_score:g}",
+                "yes" if row_parts and all(p.passed for p in row_parts.values()) else "no",
+                f"{final_metrics[metric]:.6f}" if metric in final_metrics else "",
+                fr.bonus if fr else 0,
+                fr.rank if fr else "",
+            ]
+        )
+    return out.getvalue()

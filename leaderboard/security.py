@@ -1,0 +1,108 @@
+"""CSRF tokens, security headers and the error pages (HTML, or JSON under /api/)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    session,
+)
+from werkzeug.exceptions import HTTPException
+
+from leaderboard.submissions import human_bytes
+
+log = logging.getLogger(__name__)
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+MESSAGES = {
+    400: "The request was not understood.",
+    401: "Sign in first.",
+    403: "You do not have access to this page.",
+    404: "There is nothing at this address.",
+    405: "That method is not allowed here.",
+    413: "The upload is larger than the limit.",
+    429: "Too many requests; wait a moment and try again.",
+    500: "Something went wrong on our side; the staff have been told.",
+}
+CSRF_MESSAGE = "The form was stale or came from another site; reload the page and try again."
+
+
+def csrf_token() -> str:
+    """This session's CSRF token (made on first use); forms send it back as ``csrf_token``."""
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def _check_csrf() -> None:
+    if request.method not in UNSAFE_METHODS or request.path.startswith("/api/"):
+        return  # the API takes no cookies for writes: a Bearer secret is required there
+    expected = session.get("csrf", "")
+    sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
+    if not expected or not sent or not hmac.compare_digest(expected, sent):
+        abort(400, CSRF_MESSAGE)
+
+
+def _headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if "role" in session and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path.endswith(".json")
+
+
+def _error(exc: HTTPException) -> tuple[Response | str, int]:
+    code = exc.code or 500
+    custom = exc.description and exc.description != type(exc).description
+    message = exc.description if custom else MESSAGES.get(code, exc.description or "")
+    if code == 413 and not custom:
+        limit = current_app.config["MAX_UPLOAD_BYTES"]
+        message = (
+            f"The upload is larger than the limit of {human_bytes(limit)}; "
+            "zip only the required files and try again."
+        )
+    if wants_json():
+        response = jsonify({"error": message, "status": code})
+        if isinstance(exc.response, Response):
+            response.headers.update(exc.response.headers)
+        return response, code
+    return render_template("error.html", code=code, message=message), code
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_check_csrf)
+    app.after_request(_headers)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.register_error_handler(HTTPException, _error)
+
+    @app.errorhandler(Exception)
+    def _crash(exc: Exception) -> tuple[Response | str, int]:
+        if isinstance(exc, HTTPException):
+            return _error(exc)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if wants_json():
+            return jsonify({"error": MESSAGES[500], "status": 500}), 500
+        return render_template("error.html", code=500, message=MESSAGES[500]), 500

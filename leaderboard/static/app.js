@@ -1,0 +1,152 @@
+// The pages' small behaviours: drag-and-drop upload, live status, live leaderboard.
+// No inline scripts (CSP: script-src 'self'); every text goes in with textContent.
+"use strict";
+
+(function () {
+  function $(sel, root) { return (root || document).querySelector(sel); }
+
+  // ---- upload: drop a zip on the zone, or choose it with the file input
+  var zone = $("[data-dropzone]");
+  if (zone) {
+    var input = $("input[type=file]", zone);
+    var chosen = $("[data-chosen]", zone);
+    var show = function () {
+      chosen.textContent = input.files && input.files.length ? "Chosen: " + input.files[0].name : "";
+    };
+    input.addEventListener("change", show);
+    ["dragenter", "dragover"].forEach(function (ev) {
+      zone.addEventListener(ev, function (e) { e.preventDefault(); zone.classList.add("over"); });
+    });
+    ["dragleave", "drop"].forEach(function (ev) {
+      zone.addEventListener(ev, function (e) { e.preventDefault(); zone.classList.remove("over"); });
+    });
+    zone.addEventListener("drop", function (e) {
+      if (e.dataTransfer && e.dataTransfer.files.length) {
+        input.files = e.dataTransfer.files;
+        show();
+      }
+    });
+  }
+
+  function poll(url, every, onData) {
+    var timer = null;
+    var stop = function () { if (timer) { clearTimeout(timer); timer = null; } };
+    var tick = function () {
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) {
+          if (data && onData(data) === false) { stop(); return; }
+          timer = setTimeout(tick, every);
+        })
+        .catch(function () { timer = setTimeout(tick, every * 2); });
+    };
+    timer = setTimeout(tick, every);
+  }
+
+  function pct(v) { return v === null || v === undefined ? "" : (v * 100).toFixed(1) + "%"; }
+
+  // ---- my submissions: update status cells until nothing is pending
+  var list = $("[data-poll-submissions]");
+  if (list && list.querySelector("tr[data-pending=yes]")) {
+    poll(list.getAttribute("data-poll-submissions"), 2000, function (data) {
+      var pending = false;
+      data.submissions.forEach(function (s) {
+        var row = list.querySelector('tr[data-id="' + s.id + '"]');
+        if (!row) { return; }
+        var st = row.querySelector("[data-field=status]");
+        st.textContent = s.status.replace(/_/g, " ");
+        st.className = "status status-" + s.state;
+        row.querySelector("[data-field=score]").textContent =
+          s.score === null ? "" : s.score.toFixed(1) + " / " + s.max_score.toFixed(0);
+        row.querySelector("[data-field=ranked]").textContent = pct(s.ranked_value);
+        row.querySelector("[data-field=counts]").textContent = s.counts_attempt ? "yes" : "no";
+        row.setAttribute("data-pending", s.pending ? "yes" : "no");
+        pending = pending || s.pending;
+      });
+      return pending;
+    });
+  }
+
+  // ---- one submission: reload when grading is done
+  var one = $("[data-poll-submission]");
+  if (one) {
+    poll(one.getAttribute("data-poll-submission"), 2000, function (s) {
+      var st = one.querySelector("[data-field=status]");
+      st.textContent = s.status.replace(/_/g, " ");
+      st.className = "status status-" + s.state;
+      if (!s.pending) { window.location.reload(); return false; }
+      return true;
+    });
+  }
+
+  // ---- leaderboard: fetch the JSON twin, rebuild the table when the version changes
+  var board = $("[data-live-board]");
+  if (board) {
+    var version = board.getAttribute("data-version");
+    var every = parseFloat(board.getAttribute("data-poll-s") || "10") * 1000;
+    var status = $("[data-board-status]", board);
+    var cell = function (tr, text, cls) {
+      var td = document.createElement("td");
+      td.textContent = text;
+      if (cls) { td.className = cls; }
+      tr.appendChild(td);
+      return td;
+    };
+    var render = function (data) {
+      var tbody = $("[data-board-table] tbody", board);
+      var fresh = document.createElement("tbody");
+      var width = data.columns.length + 4;
+      var line = false;
+      data.rows.forEach(function (r) {
+        if (!line && r.value < data.pass_line) {
+          line = true;
+          var lt = document.createElement("tr");
+          lt.className = "pass-line";
+          var ltd = cell(lt, "pass line: " + Math.round(data.pass_line * 100) + "% " +
+                         data.columns[data.columns.length - 1]);
+          ltd.colSpan = width;
+          fresh.appendChild(lt);
+        }
+        var tr = document.createElement("tr");
+        tr.className = (r.bonus ? "bonus " : "") + (r.passed ? "" : "below");
+        var rank = cell(tr, String(r.rank), "rank");
+        if (r.bonus) {
+          var b = document.createElement("span");
+          b.className = "badge";
+          b.textContent = "+" + r.bonus;
+          rank.appendChild(document.createTextNode(" "));
+          rank.appendChild(b);
+        }
+        cell(tr, r.display_name, "name");
+        data.columns.forEach(function (c) { cell(tr, pct(r[c]), "num"); });
+        cell(tr, String(r.uploads), "num");
+        cell(tr, r.submitted_at.slice(0, 16).replace("T", " "));
+        fresh.appendChild(tr);
+      });
+      if (!data.rows.length) {
+        var et = document.createElement("tr");
+        cell(et, "No graded submissions yet.", "muted").colSpan = width;
+        fresh.appendChild(et);
+      }
+      tbody.parentNode.replaceChild(fresh, tbody);
+    };
+    var tick = function () {
+      fetch(board.getAttribute("data-live-board"), { headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) {
+          if (data && data.frozen !== (board.getAttribute("data-frozen") === "yes")) {
+            window.location.reload();  // the header and scope change with the freeze
+            return;
+          }
+          if (data && String(data.version) !== version) {
+            version = String(data.version);
+            render(data);
+            status.textContent = "Updated " + new Date().toLocaleTimeString() + ".";
+          }
+        })
+        .catch(function () { status.textContent = "Offline; retrying…"; })
+        .then(function () { setTimeout(tick, every); });
+    };
+    setTimeout(tick, every);
+  }
+})();

@@ -1,0 +1,1 @@
+"""The blueprints: public board, sign-in, student pages, staff pages, JSON API."""

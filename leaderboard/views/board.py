@@ -1,0 +1,62 @@
+"""The public leaderboard page (no sign-in) and its live twin at /api/leaderboard."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, render_template, request, session
+from markupsafe import Markup
+
+from leaderboard.app import db, services
+from leaderboard.ranking import Board
+
+bp = Blueprint("board", __name__)
+
+
+def current_board() -> tuple[Board, dict[str, Any]]:
+    svc = services()
+    svc.assignment_id()
+    return svc.board_cache.get(db(), spec=svc.spec)
+
+
+def etag(board: Board) -> str:
+    return f'"{board.assignment}-{board.version}"'
+
+
+def prepare(board: Board, cache: dict[str, Any]) -> None:
+    """Render the table and the JSON once per board version (called by the cache)."""
+    cache["json"] = json.dumps(board.to_dict(), separators=(",", ":")).encode()
+    cache["table"] = Markup(render_template("_board_table.html", board=board))
+
+
+@bp.route("/")
+@bp.route("/leaderboard")
+def leaderboard() -> Any:
+    board, cache = current_board()
+    # Visitors who are not signed in (and have no message waiting) all get the same page.
+    anonymous = "role" not in session and "_flashes" not in session
+    if anonymous and "page" in cache:
+        return Response(cache["page"], mimetype="text/html")
+    html = render_template(
+        "leaderboard.html",
+        board=board,
+        table=cache["table"],
+        poll_s=services().settings.board_poll_interval_s,
+    )
+    if anonymous:
+        cache["page"] = html.encode()
+    return html
+
+
+@bp.route("/api/leaderboard")
+def api_leaderboard() -> Response:
+    board, cache = current_board()
+    tag = etag(board)
+    if tag in request.headers.get("If-None-Match", ""):
+        response = Response(status=304)
+    else:
+        response = Response(cache["json"], mimetype="application/json")
+    response.headers["ETag"] = tag
+    response.headers["Cache-Control"] = "no-cache"
+    return response

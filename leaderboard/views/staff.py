@@ -1,0 +1,226 @@
+"""Instructor pages: health, all submissions, students with flags, regrades, freeze, export."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import func, or_
+from sqlmodel import select
+
+from grader.result import GradeResult
+from leaderboard.app import db, services
+from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus, utcnow
+from leaderboard.present import part_views
+from leaderboard.ranking import freeze_board, pending_before
+from leaderboard.reports import grades_csv, health, regrades, student_activity
+from leaderboard.submissions import request_regrade
+from leaderboard.views.auth import current_instructor, instructor_required
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+PAGE = 100
+
+
+def _assignment() -> AssignmentRow:
+    row = db().get(AssignmentRow, services().assignment_id())
+    assert row is not None
+    return row
+
+
+def _queue_length() -> int | None:
+    try:
+        return services().queue.pending_count()
+    except Exception:  # the health page must render even when the queue is down
+        log.exception("queue length unavailable")
+        return None
+
+
+@bp.route("/")
+@instructor_required
+def index() -> Any:
+    svc = services()
+    assignment = _assignment()
+    return render_template(
+        "staff/index.html",
+        health=health(db(), settings=svc.settings, queue_length=_queue_length()),
+        assignment=assignment,
+        spec=svc.spec,
+        pending=pending_before(db(), assignment_id=assignment.id or 0, cutoff=utcnow()),
+        queue_backend="Redis" if svc.settings.queue_url.startswith("redis") else "SQLite",
+    )
+
+
+@bp.route("/health.json")
+@instructor_required
+def health_json() -> Any:
+    h = health(db(), settings=services().settings, queue_length=_queue_length())
+    return {
+        "counts": h.counts,
+        "oldest_queued_s": h.oldest_queued_s,
+        "queue_length": h.queue_length,
+        "running": [{"id": i, "worker": w, "heartbeat_age_s": a, "runs": r} for i, w, a, r in h.running],
+        "workers": [
+            {"name": n, "seen_s_ago": s, "graded": g, "current": c, "alive": alive}
+            for n, s, g, c, alive in h.workers
+        ],
+    }
+
+
+@bp.route("/submissions")
+@instructor_required
+def submissions() -> Any:
+    query = select(Submission, Student).join(Student, Student.id == Submission.student_id)  # type: ignore[arg-type]
+    q = request.args.get("q", "").strip()
+    status = request.args.get("status", "")
+    since = request.args.get("since", "")
+    min_score = request.args.get("min_score", "")
+    if q:
+        like = f"%{q.lower()}%"
+        query = query.where(
+            or_(
+                func.lower(Student.roster_id).like(like),
+                func.lower(Student.name).like(like),
+                func.lower(Student.display_name).like(like),
+            )
+        )
+    if status in {str(s) for s in SubmissionStatus}:
+        query = query.where(Submission.status == status)
+    elif status == "failed":
+        query = query.where(
+            Submission.status.in_(["timed_out", "out_of_memory", "crashed", "grader_fault"])  # type: ignore[attr-defined]
+        )
+    if since:
+        try:
+            query = query.where(Submission.created_at >= datetime.fromisoformat(since + "T00:00:00+00:00"))
+        except ValueError:
+            flash("The date must look like 2026-12-01.")
+    if min_score:
+        try:
+            query = query.where(Submission.score >= float(min_score))  # type: ignore[operator]
+        except ValueError:
+            flash("The minimum score must be a number.")
+    page = max(1, request.args.get("page", 1, type=int))
+    total = db().exec(select(func.count()).select_from(query.subquery())).one()
+    rows = (
+        db()
+        .exec(
+            query.order_by(Submission.id.desc())  # type: ignore[union-attr]
+            .offset((page - 1) * PAGE)
+            .limit(PAGE)
+        )
+        .all()
+    )
+    return render_template(
+        "staff/submissions.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, (total + PAGE - 1) // PAGE),
+        args=request.args,
+        statuses=[str(s) for s in SubmissionStatus],
+    )
+
+
+@bp.route("/submissions/<int:submission_id>")
+@instructor_required
+def submission(submission_id: int) -> Any:
+    sub = db().get(Submission, submission_id)
+    if sub is None:
+        abort(404)
+    student = db().get(Student, sub.student_id)
+    history = (
+        db()
+        .exec(
+            select(Result).where(Result.submission_id == sub.id).order_by(Result.id.desc())  # type: ignore[union-attr]
+        )
+        .all()
+    )
+    current = next((r for r in history if r.id == sub.result_id), None)
+    result = GradeResult.from_json(current.result_json) if current else None
+    return render_template(
+        "staff/submission.html",
+        sub=sub,
+        student=student,
+        history=history,
+        result=result,
+        environment=dict(result.environment) if result else {},
+        parts=part_views(result, services().spec, frozen=True, staff=True) if result else [],
+        status=SubmissionStatus(sub.status),
+    )
+
+
+@bp.route("/submissions/<int:submission_id>/regrade", methods=["POST"])
+@instructor_required
+def regrade_one(submission_id: int) -> Any:
+    taken = request_regrade(db(), submission_ids=[submission_id])
+    db().commit()
+    for sub_id in taken:
+        services().queue.enqueue(sub_id, priority=0)
+    flash(
+        f"Submission {submission_id} is queued for regrading."
+        if taken
+        else f"Submission {submission_id} is still being graded; try again when it is done."
+    )
+    return redirect(url_for("staff.submission", submission_id=submission_id))
+
+
+@bp.route("/regrade-all", methods=["POST"])
+@instructor_required
+def regrade_all() -> Any:
+    ids = db().exec(select(Submission.id).where(Submission.assignment_id == services().assignment_id())).all()
+    taken = request_regrade(db(), submission_ids=[int(i) for i in ids])
+    db().commit()
+    for sub_id in taken:
+        services().queue.enqueue(sub_id, priority=0)
+    flash(f"{len(taken)} submissions are queued for regrading after fresh uploads.")
+    return redirect(url_for("staff.regrade_list"))
+
+
+@bp.route("/regrades")
+@instructor_required
+def regrade_list() -> Any:
+    return render_template(
+        "staff/regrades.html", regrades=regrades(db(), assignment_id=services().assignment_id())
+    )
+
+
+@bp.route("/students")
+@instructor_required
+def students() -> Any:
+    svc = services()
+    activity = student_activity(db(), assignment_id=svc.assignment_id(), settings=svc.settings)
+    if request.args.get("flagged"):
+        activity = [a for a in activity if a.flags]
+    return render_template("staff/students.html", activity=activity, settings=svc.settings)
+
+
+@bp.route("/freeze", methods=["POST"])
+@instructor_required
+def freeze() -> Any:
+    instructor = current_instructor()
+    assignment = _assignment()
+    done = freeze_board(
+        db(),
+        spec=services().spec,
+        assignment=assignment,
+        by=instructor.username if instructor else "?",
+    )
+    db().commit()
+    flash("The board is frozen: the final ranking is stored." if done else "The board was already frozen.")
+    return redirect(url_for("staff.index"))
+
+
+@bp.route("/export.csv")
+@instructor_required
+def export_csv() -> Response:
+    svc = services()
+    text = grades_csv(db(), spec=svc.spec, assignment_id=svc.assignment_id())
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{svc.spec.name}-grades.csv"'},
+    )

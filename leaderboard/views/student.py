@@ -1,0 +1,194 @@
+"""Student pages: upload, the list of one's submissions, one submission, the display name."""
+
+from __future__ import annotations
+
+import logging
+from typing import IO, Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from grader.result import GradeResult
+from leaderboard.accounts import AccountError, set_display_name
+from leaderboard.app import db, services
+from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus
+from leaderboard.present import part_views
+from leaderboard.submissions import (
+    UploadRefused,
+    accept_upload,
+    bump_board,
+    human_bytes,
+    remaining_attempts,
+    store_archive,
+    student_submissions,
+)
+from leaderboard.views.auth import current_student, student_required
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("student", __name__)
+
+
+def receive_upload(student: Student, stream: IO[bytes], filename: str) -> Submission:
+    """Store, record and queue one upload; raises ``UploadRefused`` with the reason."""
+    svc = services()
+    archive = store_archive(
+        stream,
+        upload_dir=svc.settings.upload_dir,
+        max_bytes=current_app.config["MAX_UPLOAD_BYTES"],
+    )
+    session = db()
+    try:
+        assignment = _assignment_row()
+        sub = accept_upload(
+            session,
+            settings=svc.settings,
+            spec=svc.spec,
+            assignment=assignment,
+            student_id=student.id or 0,
+            archive=archive,
+            filename=filename,
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        archive.path.unlink(missing_ok=True)
+        raise
+    try:
+        svc.queue.enqueue(sub.id or 0, priority=sub.priority)
+    except Exception:  # the sweep enqueues it again later; the upload itself is safe
+        log.exception("submission %s: could not enqueue; the sweep will retry", sub.id)
+    return sub
+
+
+def _assignment_row() -> AssignmentRow:
+    row = db().get(AssignmentRow, services().assignment_id())
+    assert row is not None
+    return row
+
+
+def is_frozen() -> bool:
+    return _assignment_row().frozen_at is not None
+
+
+def _remaining(student: Student) -> int:
+    svc = services()
+    return remaining_attempts(
+        db(),
+        student_id=student.id or 0,
+        assignment_id=svc.assignment_id(),
+        budget=svc.spec.upload_budget,
+    )
+
+
+@bp.route("/upload", methods=["GET", "POST"])
+@student_required
+def upload() -> Any:
+    student = current_student()
+    assert student is not None
+    svc = services()
+    error, status = "", 200
+    if request.method == "POST":
+        file = request.files.get("file")
+        if file is None or not file.filename:
+            error, status = "Choose your submission zip first.", 400
+        else:
+            try:
+                sub = receive_upload(student, file.stream, file.filename)
+            except UploadRefused as exc:
+                error, status = exc.message, exc.http_status
+            else:
+                flash(f"Uploaded {sub.filename}; it is queued for grading.")
+                return redirect(url_for("student.submissions"))
+    response = Response(
+        render_template(
+            "upload.html",
+            student=student,
+            remaining=_remaining(student),
+            budget=svc.spec.upload_budget,
+            max_size=human_bytes(current_app.config["MAX_UPLOAD_BYTES"]),
+            required=svc.spec.files.required,
+            error=error,
+        ),
+        status=status,
+    )
+    if status == 429:
+        response.headers["Retry-After"] = str(int(svc.settings.upload_rate_window_s))
+    return response
+
+
+@bp.route("/submissions")
+@student_required
+def submissions() -> Any:
+    student = current_student()
+    assert student is not None
+    rows = student_submissions(db(), student_id=student.id)
+    return render_template(
+        "submissions.html",
+        student=student,
+        submissions=rows,
+        remaining=_remaining(student),
+        budget=services().spec.upload_budget,
+        hidden=services().spec.public_fraction < 1.0 and not is_frozen(),
+        Status=SubmissionStatus,
+    )
+
+
+def load_result(sub: Submission) -> GradeResult | None:
+    if sub.result_id is None:
+        return None
+    row = db().get(Result, sub.result_id)
+    return GradeResult.from_json(row.result_json) if row else None
+
+
+@bp.route("/submissions/<int:submission_id>")
+@student_required
+def submission(submission_id: int) -> Any:
+    student = current_student()
+    sub = db().get(Submission, submission_id)
+    if sub is None or student is None or sub.student_id != student.id:
+        abort(404)
+    result = load_result(sub)
+    frozen = is_frozen()
+    spec = services().spec
+    return render_template(
+        "submission.html",
+        sub=sub,
+        status=SubmissionStatus(sub.status),
+        result=result,
+        parts=part_views(result, spec, frozen=frozen) if result else [],
+        spec=spec,
+        frozen=frozen,
+    )
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@student_required
+def profile() -> Any:
+    student = current_student()
+    assert student is not None
+    error = ""
+    if request.method == "POST":
+        assignment_id = services().assignment_id()  # before this session starts writing
+        try:
+            set_display_name(db(), student=student, raw=request.form.get("display_name", ""))
+            bump_board(db(), assignment_id=assignment_id)
+            db().commit()
+        except AccountError as exc:
+            db().rollback()
+            error = str(exc)
+        else:
+            flash("Your display name is saved; it is what the leaderboard shows.")
+            return redirect(url_for("student.upload"))
+    return render_template(
+        "profile.html", student=student, error=error, first=bool(request.args.get("first"))
+    ), 400 if error else 200

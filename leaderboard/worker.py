@@ -1,0 +1,235 @@
+"""The grading worker: a real Huey consumer plus a heartbeat-and-sweep thread.
+
+``grader worker`` runs this. Each job claims its submission in the database, grades it
+with ``grader.pipeline.grade`` and records the result; a ``GraderFault`` (or any bug of
+ours) is recorded as ``grader_fault``, which refunds the attempt. A second thread beats
+for the submissions being graded and, every ``sweep_interval_s``, re-queues what a dead
+worker left behind and freezes the board at the bonus deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+
+import click
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from grader.config import Assignment, load_assignment
+from grader.errors import GraderFault
+from grader.result import GradeResult, Status
+from leaderboard.db import make_engine, session_scope
+from leaderboard.models import AssignmentRow, WorkerBeat, utcnow
+from leaderboard.ranking import maybe_auto_freeze
+from leaderboard.settings import WebSettings
+from leaderboard.submissions import (
+    Claim,
+    claim,
+    ensure_assignment,
+    heartbeat,
+    mark_enqueued,
+    queued_since,
+    record_result,
+    sweep_stuck,
+)
+from leaderboard.tasks import GradingQueue
+
+log = logging.getLogger(__name__)
+
+
+class Grader:
+    """Grades submissions by id for one worker process; safe to call from several threads."""
+
+    def __init__(self, settings: WebSettings, queue: GradingQueue, *, name: str = "") -> None:
+        self.settings = settings
+        self.queue = queue
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.engine: Engine = make_engine(settings.db_url)
+        self.spec: Assignment = load_assignment(settings.grader.assignment_path)
+        self._lock = threading.Lock()
+        self._active: dict[int, Claim] = {}
+        self.graded = 0
+        with session_scope(self.engine) as session:
+            ensure_assignment(session, spec=self.spec)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    # ---- one job
+
+    def grade_one(self, submission_id: int) -> None:
+        """Claim, grade and record one submission; a no-op if it is not queued any more."""
+        taken = claim(
+            self.engine,
+            submission_id=submission_id,
+            worker=self.name,
+            max_attempts=self.settings.max_grading_attempts,
+        )
+        if taken is None:
+            log.info("submission %s: not queued any more, skipped", submission_id)
+            return
+        with self._lock:
+            self._active[submission_id] = taken
+        log.info("submission %s: grading (run %s)", submission_id, taken.attempt)
+        try:
+            result = self._grade(taken)
+            record_result(self.engine, claim=taken, result=result, spec=self.spec, worker=self.name)
+            log.info(
+                "submission %s: %s %.1f/%.1f",
+                submission_id,
+                result.status,
+                result.score,
+                result.max_score,
+            )
+        finally:
+            with self._lock:
+                self._active.pop(submission_id, None)
+                self.graded += 1
+
+    def _grade(self, taken: Claim) -> GradeResult:
+        from grader.pipeline import grade  # heavy (numpy, the sandbox); only workers need it
+
+        archive = self.settings.upload_dir / f"{taken.archive_key}.zip"
+        try:
+            if not archive.is_file():
+                raise GraderFault(
+                    "The uploaded file is missing on the grading machine.",
+                    detail=f"no archive at {archive}",
+                )
+            return grade(Path(archive), self.spec, self.settings.grader)
+        except GraderFault as exc:
+            log.error("submission %s: grader fault: %s\n%s", taken.submission_id, exc.message, exc.detail)
+            return self._fault(exc.message, exc.detail)
+        except Exception as exc:  # a bug of ours must not lose the submission
+            log.exception("submission %s: unexpected error while grading", taken.submission_id)
+            return self._fault(
+                "The grader failed on its side; this did not use up an attempt.",
+                f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+            )
+
+    def _fault(self, message: str, detail: str) -> GradeResult:
+        return GradeResult(
+            status=Status.GRADER_FAULT,
+            score=0.0,
+            max_score=self.spec.max_score,
+            passed=False,
+            message=f"{message} This did not use up an attempt; the staff have been told."
+            if "attempt" not in message
+            else message,
+            assignment=self.spec.name,
+            spec_version=self.spec.version,
+            detail=detail,
+        )
+
+    # ---- housekeeping
+
+    def beat(self) -> None:
+        """Heartbeat for the running submissions and for this worker."""
+        with self._lock:
+            active = list(self._active.values())
+            graded = self.graded
+        heartbeat(self.engine, claims=active)
+        now = utcnow()
+        with session_scope(self.engine) as session:
+            n = session.execute(
+                update(WorkerBeat)
+                .where(WorkerBeat.name == self.name)  # type: ignore[arg-type]
+                .values(
+                    seen_at=now,
+                    graded=graded,
+                    current_submission_id=active[0].submission_id if active else None,
+                )
+            ).rowcount
+            if not n:
+                session.add(WorkerBeat(name=self.name, started_at=now, seen_at=now))
+
+    def sweep(self) -> None:
+        """Re-queue stuck and lost submissions; freeze the board at the bonus deadline."""
+        report = sweep_stuck(self.engine, settings=self.settings, spec=self.spec)
+        for sub_id in report.requeued:
+            self.queue.enqueue(sub_id, priority=5)
+        cutoff = utcnow() - timedelta(seconds=self.settings.lost_after_s)
+        candidates = queued_since(self.engine, before=cutoff)
+        if candidates:
+            waiting = self.queue.pending_ids()
+            lost = [(i, p) for i, p in candidates if i not in waiting]
+            for sub_id, priority in lost:
+                self.queue.enqueue(sub_id, priority=priority)
+            mark_enqueued(self.engine, submission_ids=[i for i, _ in candidates])
+            if lost:
+                log.warning("enqueued again submissions missing from the queue: %s", [i for i, _ in lost])
+        if self.settings.auto_freeze:
+            with session_scope(self.engine) as session:
+                row = session.exec(select(AssignmentRow).where(AssignmentRow.name == self.spec.name)).one()
+                maybe_auto_freeze(session, spec=self.spec, assignment=row)
+
+
+def _housekeeping(grader: Grader, stop: threading.Event) -> None:
+    next_sweep = 0.0
+    while not stop.is_set():
+        try:
+            grader.beat()
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + grader.settings.sweep_interval_s
+                grader.sweep()
+        except Exception:  # the database may be away for a moment; try again next beat
+            log.exception("worker housekeeping failed")
+        stop.wait(grader.settings.heartbeat_s)
+
+
+def run_worker(settings: WebSettings, *, threads: int | None = None) -> None:
+    """Run a Huey consumer that grades until SIGINT/SIGTERM."""
+    queue = GradingQueue(settings)
+    grader = Grader(settings, queue)
+    queue.bind(grader.grade_one)
+    stop = threading.Event()
+    keeper = threading.Thread(target=_housekeeping, args=(grader, stop), name="heartbeat", daemon=True)
+    keeper.start()
+    consumer = queue.huey.create_consumer(
+        workers=threads or settings.worker_threads,
+        worker_type="thread",
+        periodic=False,
+        initial_delay=0.1,
+        backoff=1.15,
+        max_delay=1.0,
+        check_worker_health=True,
+    )
+    log.info(
+        "worker %s: grading %s from %s",
+        grader.name,
+        grader.spec.name,
+        settings.queue_url or settings.queue_file,
+    )
+    try:
+        consumer.run()
+    finally:
+        stop.set()
+        keeper.join(timeout=5)
+
+
+@click.command("worker")
+@click.option(
+    "--threads",
+    "-t",
+    type=int,
+    default=None,
+    help="Submissions graded at once (default: LEADERBOARD_WORKER_THREADS or 1).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log each job.")
+def worker(threads: int | None, verbose: bool) -> None:
+    """Grade uploaded submissions from the queue (settings from LEADERBOARD_*/GRADER_*)."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("leaderboard").setLevel(logging.INFO)
+    run_worker(WebSettings.from_env().with_keys(), threads=threads)

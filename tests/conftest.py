@@ -1,0 +1,90 @@
+"""Shared fixtures: a small real hidden set, settings, trained tiny models, submission zips."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+from grader.config import Assignment, SandboxSettings, Settings, load_assignment
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = ROOT / "hidden_tests" / "cnn" / "solution"
+# Small synthetic dogs-and-cats splits keep a full grade at a few seconds; FashionMNIST is
+# the real 10,000-image test set.
+TEST_SPLIT_COUNTS = {"ORIG": 48, "AUG": 48, "NEW": 48}
+
+
+@pytest.fixture(scope="session")
+def grader_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A grader home whose hidden data is built once per session by the real builder."""
+    from grader.datasets.build import build_hidden_data
+
+    home = tmp_path_factory.mktemp("grader-home")
+    build_hidden_data(home / "hidden" / "cnn", synthetic_counts=TEST_SPLIT_COUNTS, seed=11)
+    return home
+
+
+@pytest.fixture(scope="session")
+def assignment() -> Assignment:
+    return load_assignment()
+
+
+@pytest.fixture
+def settings(grader_home: Path) -> Settings:
+    return Settings(home=grader_home, sandbox=SandboxSettings(backend="bwrap", python=sys.executable))
+
+
+QUICK_LIMITS_S = {"numpy_nn": 6.0, "mynet": 25.0, "finetune": 40.0}
+
+
+def quick(assignment: Assignment, **limits: int | float) -> Assignment:
+    """The spec with short time limits per part (and any limit overridden) for failure-mode tests."""
+    parts = tuple(
+        dataclasses.replace(p, time_limit_s=QUICK_LIMITS_S.get(p.name, p.time_limit_s))
+        for p in assignment.parts
+    )
+    return dataclasses.replace(
+        assignment, parts=parts, limits=dataclasses.replace(assignment.limits, **limits)
+    )
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """model.pt: the reference MyNet trained briefly (real data); finetuned.pt: seeded, untrained."""
+    import torch
+
+    from grader.demo import load_solution, train_mynet
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    torch.set_num_threads(2)
+    train_mynet(folder / "model.pt", images=6000, epochs=1, echo=lambda _line: None)
+    torch.manual_seed(0)
+    net = load_solution("pytorch_cnn").FinetuneNet()
+    torch.save(net.state_dict(), folder / "finetuned.pt")
+    return {"model.pt": folder / "model.pt", "finetuned.pt": folder / "finetuned.pt"}
+
+
+@pytest.fixture
+def make_submission(tmp_path: Path, checkpoints: dict[str, Path]):
+    """Build a zip from the reference solution, with files replaced (text/bytes) or removed (None)."""
+    from tests.factories import make_zip
+
+    def make(name: str = "submission.zip", **files: str | bytes | None) -> Path:
+        content: dict[str, bytes] = {
+            "numpy_nn.py": (SOLUTION / "numpy_nn.py").read_bytes(),
+            "pytorch_cnn.py": (SOLUTION / "pytorch_cnn.py").read_bytes(),
+            "model.pt": checkpoints["model.pt"].read_bytes(),
+            "finetuned.pt": checkpoints["finetuned.pt"].read_bytes(),
+        }
+        for key, value in files.items():
+            filename = key.replace("__", ".") if "__" in key else key
+            if value is None:
+                content.pop(filename, None)
+            else:
+                content[filename] = value.encode() if isinstance(value, str) else value
+        return make_zip(tmp_path / name, content)
+
+    return make

@@ -1,0 +1,260 @@
+"""The leaderboard's ranking, public/private split, freeze and bonus, on both databases.
+
+Results are recorded through the real crud path (upload, claim, record) with results in
+the grading engine's JSON form; no worker is needed to rank."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from grader.config import Assignment, load_assignment
+from leaderboard.db import make_engine, session_scope
+from leaderboard.models import AssignmentRow
+from leaderboard.ranking import BoardCache, compute_board, freeze_board, maybe_auto_freeze
+from leaderboard.settings import WebSettings
+from leaderboard.submissions import ensure_assignment
+from tests.leaderboard.factories import add_graded, result_data
+from tests.leaderboard.helpers import Roster, add_roster
+
+T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(web_settings: WebSettings) -> Iterator[Any]:
+    engine = make_engine(web_settings.db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def spec() -> Assignment:
+    return load_assignment()
+
+
+@pytest.fixture
+def students(web_settings: WebSettings) -> Roster:
+    return add_roster(web_settings, 8)
+
+
+def board(engine: Any, spec: Assignment) -> Any:
+    with session_scope(engine) as session:
+        row = ensure_assignment(session, spec=spec)
+        return compute_board(session, spec=spec, assignment=row)
+
+
+def grade(
+    web_settings: WebSettings,
+    spec: Assignment,
+    engine: Any,
+    students: Roster,
+    who: str,
+    *,
+    minutes: int,
+    tmp_path: Path,
+    **kw: Any,
+) -> int:
+    return add_graded(
+        web_settings,
+        spec,
+        student_id=students.ids[who],
+        data=result_data(**kw),
+        engine=engine,
+        at=T0 + timedelta(minutes=minutes),
+        tmp=tmp_path,
+    )
+
+
+def test_best_submission_per_student_ties_to_the_earlier(
+    web_settings: WebSettings, spec: Assignment, engine: Any, students: Roster, tmp_path: Path
+) -> None:
+    g = lambda who, m, final, **kw: grade(  # noqa: E731
+        web_settings, spec, engine, students, who, minutes=m, tmp_path=tmp_path, final=final, **kw
+    )
+    g("s001", 1, (0.6, 0.6, 0.6))
+    best1 = g("s001", 2, (0.9, 0.8, 0.7))
+    g("s001", 3, (0.7, 0.7, 0.7))
+    tie_late = g("s002", 5, (0.9, 0.8, 0.7))  # same value as s001's best, later
+    g("s003", 4, (0.5, 0.5, 0.5))
+    g("s003", 6, (0.99, 0.99, 0.99), status="crashed")  # failures never rank
+    g("s004", 7, (0.99, 0.99, 0.99), status="invalid")
+    b = board(engine, spec)
+    assert [r.display_name for r in b.rows] == ["s-1", "s-2", "s-3"]
+    assert [r.rank for r in b.rows] == [1, 2, 3]
+    assert b.rows[0].submission_id == best1
+    assert b.rows[1].submission_id == tie_late
+    assert b.rows[0].uploads == 3
+    assert b.rows[2].uploads == 2  # the crash counts as an upload, the invalid one would not
+    assert b.rows[0].metrics["weighted"] == pytest.approx(0.6 * 0.9 + 0.3 * 0.8 + 0.1 * 0.7)
+    assert b.rows[0].submitted_at == T0 + timedelta(minutes=2)
+    assert [r.passed for r in b.rows] == [True, True, False]
+    assert [r.bonus for r in b.rows] == [6, 5, 4]
+
+
+def test_live_board_ranks_by_public_part_and_freeze_by_private(
+    web_settings: WebSettings, spec: Assignment, engine: Any, students: Roster, tmp_path: Path
+) -> None:
+    # s001 looks best on the public half but is worse on the rest (overfitting the board).
+    grade(
+        web_settings,
+        spec,
+        engine,
+        students,
+        "s001",
+        minutes=1,
+        tmp_path=tmp_path,
+        public=(0.95, 0.95, 0.95),
+        final=(0.7, 0.7, 0.7),
+    )
+    grade(
+        web_settings,
+        spec,
+        engine,
+        students,
+        "s002",
+        minutes=2,
+        tmp_path=tmp_path,
+        public=(0.85, 0.85, 0.85),
+        final=(0.9, 0.9, 0.9),
+    )
+    live = board(engine, spec)
+    assert live.scope == "public"
+    assert [r.display_name for r in live.rows] == ["s-1", "s-2"]
+    assert live.rows[0].metrics["ORIG"] == pytest.approx(0.95)
+
+    with session_scope(engine) as session:
+        row = ensure_assignment(session, spec=spec)
+        assert freeze_board(session, spec=spec, assignment=row, by="prof")
+    final = board(engine, spec)
+    assert final.scope == "final"
+    assert final.frozen_at is not None
+    assert [r.display_name for r in final.rows] == ["s-2", "s-1"]
+    assert final.rows[0].metrics["ORIG"] == pytest.approx(0.9)
+    assert [r.bonus for r in final.rows] == [6, 5]
+
+    # Afterwards nothing moves it: a better upload, a second freeze.
+    grade(
+        web_settings,
+        spec,
+        engine,
+        students,
+        "s003",
+        minutes=3,
+        tmp_path=tmp_path,
+        final=(1.0, 1.0, 1.0),
+    )
+    with session_scope(engine) as session:
+        row = ensure_assignment(session, spec=spec)
+        assert not freeze_board(session, spec=spec, assignment=row, by="prof")
+    again = board(engine, spec)
+    assert [(r.display_name, r.value, r.bonus) for r in again.rows] == [
+        (r.display_name, r.value, r.bonus) for r in final.rows
+    ]
+
+
+def test_public_fraction_one_behaves_like_the_original_board(
+    web_settings: WebSettings, spec: Assignment, engine: Any, students: Roster, tmp_path: Path
+) -> None:
+    full = replace(spec, public_fraction=1.0)
+    grade(
+        web_settings,
+        full,
+        engine,
+        students,
+        "s001",
+        minutes=1,
+        tmp_path=tmp_path,
+        public=(0.95, 0.95, 0.95),
+        final=(0.7, 0.7, 0.7),
+    )
+    grade(
+        web_settings,
+        full,
+        engine,
+        students,
+        "s002",
+        minutes=2,
+        tmp_path=tmp_path,
+        public=(0.85, 0.85, 0.85),
+        final=(0.9, 0.9, 0.9),
+    )
+    b = board(engine, full)
+    assert b.scope == "final"
+    assert [r.display_name for r in b.rows] == ["s-2", "s-1"]
+
+
+def test_auto_freeze_waits_for_the_deadline_and_pending_uploads(
+    web_settings: WebSettings, spec: Assignment, engine: Any, students: Roster, tmp_path: Path
+) -> None:
+    grade(web_settings, spec, engine, students, "s001", minutes=1, tmp_path=tmp_path)
+    with session_scope(engine) as session:
+        row = ensure_assignment(session, spec=spec)
+        assert not maybe_auto_freeze(session, spec=spec, assignment=row)  # before the deadline
+    past = replace(spec, deadlines={**spec.deadlines, "bonus": T0 + timedelta(minutes=30)})
+    with session_scope(engine) as session:
+        row = ensure_assignment(session, spec=past)
+        assert maybe_auto_freeze(session, spec=past, assignment=row)
+    b = board(engine, past)
+    assert b.frozen_at is not None
+    assert len(b.rows) == 1
+
+
+def test_cache_follows_every_new_result(
+    web_settings: WebSettings, spec: Assignment, engine: Any, students: Roster, tmp_path: Path
+) -> None:
+    cache = BoardCache()
+    with Session(engine) as session:
+        ensure_assignment(session, spec=spec)
+        session.commit()
+        first, scratch = cache.get(session, spec=spec)
+        scratch["html"] = "rendered once"
+        again, scratch_again = cache.get(session, spec=spec)
+        assert again is first
+        assert scratch_again["html"] == "rendered once"
+    grade(web_settings, spec, engine, students, "s005", minutes=1, tmp_path=tmp_path)
+    with Session(engine) as session:
+        fresh, scratch = cache.get(session, spec=spec)
+        assert fresh.version > first.version
+        assert "html" not in scratch
+        assert [r.display_name for r in fresh.rows] == ["s-5"]
+        row = session.exec(select(AssignmentRow)).one()
+        assert row.board_version == fresh.version
+
+
+def test_incremental_board_agrees_with_ranking_every_submission(
+    web_settings: WebSettings, spec: Assignment, engine: Any, students: Roster, tmp_path: Path
+) -> None:
+    """``board_entry`` (kept per result) ranks exactly like a window over all submissions."""
+    import random
+
+    from leaderboard.models import utcnow
+    from leaderboard.ranking import _ranked
+
+    rng = random.Random(5)
+    for m in range(30):
+        who = f"s{rng.randrange(1, 9):03d}"
+        value = rng.choice([0.5, 0.6, 0.7, 0.8])  # many ties on purpose
+        grade(
+            web_settings,
+            spec,
+            engine,
+            students,
+            who,
+            minutes=m,
+            tmp_path=tmp_path,
+            public=(value, value, value),
+            final=(value, value, rng.random()),
+            status="graded" if m % 7 else "crashed",
+        )
+    live = board(engine, spec)
+    with Session(engine) as session:
+        every = _ranked(session, spec=spec, assignment_id=1, scope="public", cutoff=utcnow())
+    assert [(r.student_id, r.submission_id, r.rank) for r in live.rows] == [
+        (r.student_id, r.submission_id, r.rank) for r in every
+    ]

@@ -1,0 +1,187 @@
+"""Security behaviour: CSRF, roles, upload size, per-student rate limit, headers, the API."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from leaderboard import create_app
+from leaderboard.settings import WebSettings
+from tests.leaderboard.factories import tiny_zip
+from tests.leaderboard.helpers import Roster, csrf_of, sign_in, sign_in_staff
+
+
+def upload(client: Any, token: str | None, body: bytes = b"", name: str = "s.zip") -> Any:
+    data: dict[str, Any] = {"file": (io.BytesIO(body or tiny_zip()), name)}
+    if token is not None:
+        data["csrf_token"] = token
+    return client.post("/upload", data=data, content_type="multipart/form-data")
+
+
+def test_forms_without_csrf_token_are_refused_with_400(client: Any, roster: Roster) -> None:
+    assert client.post("/login", data={"secret": roster.secrets["s001"]}).status_code == 400
+    sign_in(client, roster.secrets["s001"])
+    missing = upload(client, None)
+    assert missing.status_code == 400
+    assert "reload the page" in missing.get_data(as_text=True)
+    assert upload(client, "forged-token").status_code == 400
+    assert client.post("/logout").status_code == 400
+    assert upload(client, csrf_of(client, "/upload")).status_code == 302
+
+
+def test_wrong_role_gets_403_and_anonymous_is_sent_to_sign_in(client: Any, roster: Roster) -> None:
+    staff_pages = [
+        "/staff/",
+        "/staff/submissions",
+        "/staff/students",
+        "/staff/regrades",
+        "/staff/export.csv",
+        "/staff/health.json",
+        "/staff/submissions/1",
+    ]
+    for path in staff_pages:
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert "/staff/login" in response.headers["Location"]
+    sign_in(client, roster.secrets["s001"])
+    for path in staff_pages:
+        assert client.get(path).status_code == 403, path
+    token = csrf_of(client, "/upload")
+    for path in ["/staff/freeze", "/staff/regrade-all", "/staff/submissions/1/regrade"]:
+        assert client.post(path, data={"csrf_token": token}).status_code == 403, path
+
+
+def test_instructors_get_403_on_student_pages_and_api(app: Any, roster: Roster) -> None:
+    client = app.test_client()
+    sign_in_staff(client)
+    assert client.get("/staff/").status_code == 200
+    assert client.get("/upload").status_code == 403
+    assert client.get("/api/submissions").status_code == 403
+
+
+def test_too_large_upload_gets_413(web_settings: WebSettings, roster: Roster) -> None:
+    app = create_app(replace(web_settings, max_upload_bytes=10_000))
+    client = app.test_client()
+    sign_in(client, roster.secrets["s001"])
+    response = upload(client, csrf_of(client, "/upload"), body=b"x" * 200_000)
+    assert response.status_code == 413
+    assert "larger than the limit of 0 MiB" not in response.get_data(as_text=True)
+    assert "larger than the limit" in response.get_data(as_text=True)
+    api = client.post(
+        "/api/submissions",
+        data=b"x" * 200_000,
+        headers={"Authorization": f"Bearer {roster.secrets['s001']}"},
+        content_type="application/zip",
+    )
+    assert api.status_code == 413
+    assert "larger than the limit" in api.get_json()["error"]
+    app.extensions["leaderboard"].engine.dispose()
+
+
+def test_too_many_uploads_get_429_with_a_clear_message(web_settings: WebSettings, roster: Roster) -> None:
+    app = create_app(replace(web_settings, upload_rate_count=3, upload_rate_window_s=600))
+    client = app.test_client()
+    sign_in(client, roster.secrets["s001"])
+    token = csrf_of(client, "/upload")
+    for _ in range(3):
+        assert upload(client, token).status_code == 302
+    refused = upload(client, token)
+    assert refused.status_code == 429
+    assert "Too many uploads: at most 3 per 600 s" in refused.get_data(as_text=True)
+    api = client.post(
+        "/api/submissions",
+        data={"file": (io.BytesIO(tiny_zip()), "s.zip")},
+        headers={"Authorization": f"Bearer {roster.secrets['s001']}"},
+        content_type="multipart/form-data",
+    )
+    assert api.status_code == 429
+    assert int(api.headers["Retry-After"]) > 500
+    # The limit is per student: another student still uploads.
+    other = app.test_client()
+    sign_in(other, roster.secrets["s002"])
+    assert upload(other, csrf_of(other, "/upload")).status_code == 302
+    app.extensions["leaderboard"].engine.dispose()
+
+
+def test_upload_budget_is_enforced(web_settings: WebSettings, roster: Roster) -> None:
+    app = create_app(web_settings)
+    svc = app.extensions["leaderboard"]
+    object.__setattr__(svc, "spec", replace(svc.spec, upload_budget=2))
+    client = app.test_client()
+    sign_in(client, roster.secrets["s001"])
+    token = csrf_of(client, "/upload")
+    assert upload(client, token).status_code == 302
+    assert upload(client, token).status_code == 302
+    refused = upload(client, token)
+    assert refused.status_code == 403
+    assert "used all 2 attempts" in refused.get_data(as_text=True)
+    app.extensions["leaderboard"].engine.dispose()
+
+
+def test_security_headers_on_every_page(client: Any) -> None:
+    for path in ["/", "/login", "/api/leaderboard", "/static/app.js", "/nope"]:
+        response = client.get(path)
+        response.close()  # a static file is streamed: close it
+        headers = response.headers
+        csp = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp, path
+        assert "'unsafe-inline'" not in csp
+        assert "frame-ancestors 'none'" in csp
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+    html = client.get("/").get_data(as_text=True)
+    assert "<script>" not in html  # no inline script: only <script src=...>
+    assert " style=" not in html
+
+
+def test_api_needs_a_known_bearer_secret(client: Any, roster: Roster) -> None:
+    body = {"file": (io.BytesIO(tiny_zip()), "s.zip")}
+    assert client.post("/api/submissions", data=body).status_code == 401
+    wrong = client.post(
+        "/api/submissions",
+        data={"file": (io.BytesIO(tiny_zip()), "s.zip")},
+        headers={"Authorization": "Bearer not-a-secret"},
+    )
+    assert wrong.status_code == 401
+    assert "not known" in wrong.get_json()["error"]
+    # A signed-in browser session cannot POST to the API (no CSRF hole through it).
+    sign_in(client, roster.secrets["s001"])
+    cookie_only = client.post("/api/submissions", data={"file": (io.BytesIO(tiny_zip()), "s.zip")})
+    assert cookie_only.status_code == 401
+    ok = client.post(
+        "/api/submissions",
+        data=tiny_zip(),
+        headers={"Authorization": f"Bearer {roster.secrets['s001']}", "X-Filename": "raw.zip"},
+        content_type="application/zip",
+    )
+    assert ok.status_code == 202
+    body = ok.get_json()
+    assert body["status"] == "queued"
+    assert body["remaining_attempts"] == 99
+    assert body["filename"] == "raw.zip"
+    got = client.get(
+        f"/api/submissions/{body['id']}",
+        headers={"Authorization": f"Bearer {roster.secrets['s001']}"},
+    ).get_json()
+    assert got["id"] == body["id"]
+    assert got["result"] is None
+    other = client.get(
+        f"/api/submissions/{body['id']}",
+        headers={"Authorization": f"Bearer {roster.secrets['s002']}"},
+    )
+    assert other.status_code == 404
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil"])
+def test_sign_in_does_not_redirect_off_site(client: Any, roster: Roster, target: str) -> None:
+    token = csrf_of(client)
+    response = client.post(
+        "/login",
+        query_string={"next": target},
+        data={"secret": roster.secrets["s003"], "csrf_token": token},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] in ("/upload", "/profile?first=1")

@@ -1,0 +1,162 @@
+"""End to end with the real worker process and the real grader, on both backend pairs:
+SQLite database + Huey on SQLite, and PostgreSQL + Huey on Redis."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from sqlmodel import Session, func, select
+
+from leaderboard.models import Result, Submission
+from tests.leaderboard.helpers import Stack, sign_in
+
+pytestmark = pytest.mark.slow
+
+TERMINAL = {"graded", "invalid", "crashed", "timed_out", "out_of_memory", "grader_fault"}
+
+
+def api_upload(stack: Stack, secret: str, body: bytes, name: str = "sub.zip") -> Any:
+    client = stack.app.test_client()
+    return client.post(
+        "/api/submissions",
+        data={"file": (io.BytesIO(body), name)},
+        headers={"Authorization": f"Bearer {secret}"},
+        content_type="multipart/form-data",
+    )
+
+
+def wait_done(stack: Stack, ids: list[int], timeout_s: float = 150) -> dict[int, str]:
+    def done() -> dict[int, str] | None:
+        statuses = stack.statuses()
+        mine = {i: statuses.get(i, "missing") for i in ids}
+        return mine if all(s in TERMINAL for s in mine.values()) else None
+
+    return stack.wait_for(done, timeout_s=timeout_s, what=f"submissions {ids} to be graded")
+
+
+def results_of(stack: Stack, sub_id: int) -> int:
+    with Session(stack.engine) as session:
+        return session.exec(select(func.count(Result.id)).where(Result.submission_id == sub_id)).one()
+
+
+def test_uploads_are_graded_by_the_worker(stack: Stack, zips: dict[str, bytes]) -> None:
+    secret = stack.roster.secrets["s001"]
+    client = stack.app.test_client()
+    sign_in(client, secret)
+    before = client.get("/api/submissions").get_json()["remaining_attempts"]
+    good = api_upload(stack, secret, zips["good"], "good.zip")
+    assert good.status_code == 202, good.get_json()
+    assert good.get_json()["status"] == "queued"
+    invalid = api_upload(stack, secret, zips["invalid"], "notes.zip")
+    crash = api_upload(stack, secret, zips["crash"], "crash.zip")
+    ids = [r.get_json()["id"] for r in (good, invalid, crash)]
+    statuses = wait_done(stack, ids)
+    assert statuses == {ids[0]: "graded", ids[1]: "invalid", ids[2]: "crashed"}
+
+    # The engine's result JSON comes back through the API, without staff details.
+    api = client.get(f"/api/submissions/{ids[0]}").get_json()
+    result = api["result"]
+    assert result["status"] == "graded"
+    assert [p["name"] for p in result["parts"]] == ["numpy_nn", "mynet", "finetune"]
+    numpy_part = result["parts"][0]
+    assert numpy_part["passed"] is True
+    assert numpy_part["tests"]
+    assert "detail" not in numpy_part
+    invalid_api = client.get(f"/api/submissions/{ids[1]}").get_json()
+    assert invalid_api["counts_attempt"] is False
+    assert "missing" in invalid_api["result"]["message"]
+    # Two attempts used: the graded one and the crash; the invalid upload is refunded.
+    assert client.get("/api/submissions").get_json()["remaining_attempts"] == before - 2
+
+    # The submission page shows the chart and the board has the student's row.
+    page = client.get(f"/submissions/{ids[0]}").get_data(as_text=True)
+    assert 'class="threshold"' in page
+    board = client.get("/api/leaderboard").get_json()
+    row = next(r for r in board["rows"] if r["display_name"] == "s-1")
+    finetune = result["parts"][2]["metrics"]  # public numbers until the freeze
+    assert row["weighted"] == pytest.approx(finetune["weighted"])
+    assert row["uploads"] >= 2
+
+
+def test_killed_worker_mid_grading_is_graded_later_exactly_once(stack: Stack, zips: dict[str, bytes]) -> None:
+    secret = stack.roster.secrets["s002"]
+    client = stack.app.test_client()
+    sign_in(client, secret)
+    before = client.get("/api/submissions").get_json()["remaining_attempts"]
+    sub_id = api_upload(stack, secret, zips["crash"], "slow.zip").get_json()["id"]
+    stack.wait_for(
+        lambda: stack.statuses().get(sub_id) == "running",
+        timeout_s=60,
+        what="the worker to start grading",
+    )
+    for worker in stack.workers:
+        if worker.proc.poll() is None:
+            worker.kill()
+    assert stack.statuses()[sub_id] == "running"  # the database still says so: nobody graded it
+    stack.start_worker()
+    assert wait_done(stack, [sub_id]) == {sub_id: "crashed"}
+    with Session(stack.engine) as session:
+        sub = session.get(Submission, sub_id)
+        assert sub is not None
+        assert sub.grading_attempts == 2  # started twice, recorded once
+    assert results_of(stack, sub_id) == 1
+    assert client.get("/api/submissions").get_json()["remaining_attempts"] == before - 1
+
+
+def test_fifty_uploads_at_once_are_stored_queued_and_graded(stack: Stack, zips: dict[str, bytes]) -> None:
+    """50 uploads over real HTTP at the same moment, from 10 students: none is lost."""
+    secrets = [stack.roster.secrets[f"s{i:03d}"] for i in range(1, 11)]
+    bodies = [zips["crash"] if i in (7, 31) else zips["invalid"] for i in range(50)]
+    start = threading.Barrier(50)
+    answers: list[tuple[int, dict[str, Any]]] = [(0, {})] * 50
+
+    def send(i: int) -> None:
+        boundary = "----lbtest"
+        payload = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="u{i}.zip"\r\nContent-Type: application/zip\r\n\r\n'
+            ).encode()
+            + bodies[i]
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        request = urllib.request.Request(
+            stack.server.url + "/api/submissions",
+            data=payload,
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {secrets[i % 10]}",
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+            },
+        )
+        start.wait()
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answers[i] = (response.status, json.loads(response.read()))
+        except urllib.error.HTTPError as exc:
+            answers[i] = (exc.code, json.loads(exc.read() or b"{}"))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [code for code, _ in answers] == [202] * 50, answers
+    ids = [body["id"] for _, body in answers]
+    assert len(set(ids)) == 50
+    with Session(stack.engine) as session:
+        rows = session.exec(select(Submission).where(Submission.id.in_(ids))).all()  # type: ignore[union-attr]
+    assert len(rows) == 50
+    for row in rows:  # every archive is on disk, byte for byte
+        stored = stack.settings.upload_dir / f"{row.archive_key}.zip"
+        assert stored.stat().st_size == row.size_bytes
+    statuses = wait_done(stack, ids, timeout_s=240)
+    assert sorted(statuses.values()).count("crashed") == 2
+    assert sorted(statuses.values()).count("invalid") == 48
+    assert all(results_of(stack, i) == 1 for i in ids)
