@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -107,26 +108,46 @@ def grade(ctx: click.Context, zips: tuple[Path, ...], json_file: Path | None,
 
 
 @main.command()
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Afterwards, start the leaderboard and a grading worker on 127.0.0.1.")
+@click.option("--port", type=int, default=8000, show_default=True,
+              help="Port for the web app (another free one is used if it is taken; 0: any).")
 @click.pass_context
-def demo(ctx: click.Context) -> None:
-    """Build the demo hidden sets, make three sample submissions and grade them."""
+def demo(ctx: click.Context, serve: bool, port: int) -> None:
+    """Build the demo hidden sets, grade three sample submissions, then serve the leaderboard."""
     from grader.demo import ensure_hidden_data, make_samples
     from grader.pipeline import grade as grade_one
 
     settings = _settings(ctx)
     started = time.monotonic()
+    serve_web = _demo_web() if serve else None
+    graded = {}
     try:
         assignment = load_assignment(settings.assignment_path)
         ensure_hidden_data(settings, assignment, echo=click.echo)
         samples = make_samples(settings, assignment, echo=click.echo)
         click.echo(f"grading {len(samples)} sample submissions in the "
                    f"{settings.sandbox.backend} sandbox")
-        for name, path in samples.items():
+        for number, (name, path) in enumerate(samples.items(), start=1):
+            click.echo(f"[{number}/{len(samples)}] grading {name} ...")
             result = grade_one(path, assignment, settings)
+            graded[name] = (path, result)
             click.echo(format_result(f"{name} ({path})", result, color=sys.stdout.isatty()))
     except (GraderFault, SpecError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
-    click.echo(f"demo finished in {time.monotonic() - started:.0f} s")
+    click.echo(f"demo graded in {time.monotonic() - started:.0f} s")
+    if serve_web is not None:
+        serve_web(settings, graded, port=port, echo=click.echo)
+
+
+def _demo_web() -> Callable[..., None]:
+    """The web part of the demo, declared by the leaderboard under ``grader.demo``."""
+    found = {ep.name: ep for ep in metadata.entry_points(group="grader.demo")}
+    if "serve" not in found:
+        raise click.ClickException(
+            "the leaderboard is not installed, so the demo cannot serve it; "
+            "run scripts/setup.sh, or pass --no-serve to only grade the samples")
+    return found["serve"].load()
 
 
 main.add_command(build_tests)

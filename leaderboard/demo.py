@@ -138,7 +138,11 @@ def serve_demo(
         stderr=(web.instance_path / "worker.log").open("ab"),
     )
     app = create_app(web)
-    server = make_server("127.0.0.1", port, app, threaded=True)
+    try:
+        server = make_server("127.0.0.1", port, app, threaded=True)
+    except OSError as exc:  # taken: any free port will do for a demo
+        echo(f"port {port} is not free ({exc.strerror}); using another one")
+        server = make_server("127.0.0.1", 0, app, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
     out = io.StringIO()
     out.write(f"\nThe leaderboard is at {url}/ (a grading worker runs beside it).\n")

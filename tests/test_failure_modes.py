@@ -148,6 +148,7 @@ def test_labels_are_not_reachable_from_inside(make_submission, assignment, setti
     scan = f"""
 import hashlib, json, os
 DIGESTS = set({digests!r})
+LIMIT = {max(p.stat().st_size for p in secrets) + 1}
 hits, files, env = [], 0, sorted(os.environ)
 for top in ['/']:
     for root, dirs, names in os.walk(top):
@@ -160,7 +161,7 @@ for top in ['/']:
             if str({str(settings.data_dir)!r}) in path:
                 hits.append(path)
             try:
-                if os.path.getsize(path) < 50_000_000:
+                if os.path.getsize(path) < LIMIT:  # the labels are small; skip torch's big libraries
                     with open(path, 'rb') as fh:
                         if hashlib.sha256(fh.read()).hexdigest() in DIGESTS:
                             hits.append('CONTENT ' + path)
@@ -171,6 +172,7 @@ raise RuntimeError('SCAN ' + json.dumps({{'hits': len(hits), 'first': hits[:1], 
 """
     result = grade(make_submission(numpy_nn__py=scan), assignment, settings)
     message = result.part("numpy_nn").message
+    assert "SCAN " in message, message
     report = json.loads(message.split("SCAN ", 1)[1].split("}", 1)[0] + "}")
     assert report["files"] > 1000, "the scan saw too little to mean anything"
     assert report["hits"] == 0, report["first"]

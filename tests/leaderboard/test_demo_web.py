@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from grader.result import GradeResult
 from leaderboard import create_app
@@ -38,3 +49,61 @@ def test_prepare_demo_puts_the_samples_on_the_board(tmp_path: Path) -> None:
     )
     assert ok.status_code == 302
     app.extensions["leaderboard"].engine.dispose()
+
+
+def _seed_demo_home(home: Path, grader_home: Path, checkpoints: dict[str, Path]) -> None:
+    """A home with the session's hidden data and the demo's checkpoint cache filled (no training)."""
+    shutil.copytree(grader_home / "hidden", home / "hidden")
+    cache = home / "demo" / "checkpoints"
+    cache.mkdir(parents=True)
+    classes = len(json.loads((home / "hidden" / "cnn" / "manifest.json").read_text())
+                  ["datasets"]["dogs_cats"]["classes"])
+    for name in ("mynet-good.pt", "mynet-weak-1000.pt"):
+        shutil.copy(checkpoints["model.pt"], cache / name)
+    for name in (f"finetune-good-{classes}.pt", f"finetune-weak-400-{classes}.pt"):
+        shutil.copy(checkpoints["finetuned.pt"], cache / name)
+
+
+@pytest.mark.slow
+def test_grader_demo_serves_the_graded_samples(tmp_path: Path, grader_home: Path,
+                                               checkpoints: dict[str, Path]) -> None:
+    """The README's demo command: grades the samples, then the board and a worker run on 127.0.0.1."""
+    home = tmp_path / "home"
+    _seed_demo_home(home, grader_home, checkpoints)
+    env = dict(os.environ, GRADER_HOME=str(home))
+    grader = Path(sys.executable).parent / "grader"
+    proc = subprocess.Popen([str(grader), "demo", "--port", "0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 600
+        url = None
+        assert proc.stdout is not None
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.search(r"leaderboard is at (http://127\.0\.0\.1:\d+)/", line)
+            url = found.group(1) if found else None
+        assert url is not None, "".join(lines)
+        for _ in range(3):  # the two sign-in lines follow the address
+            lines.append(proc.stdout.readline())
+        secret = re.search(r"secret: (\S+)", "".join(lines))
+        password = re.search(r"password: (\S+)", "".join(lines))
+        assert secret is not None
+        assert password is not None
+        with urllib.request.urlopen(f"{url}/api/leaderboard", timeout=10) as response:
+            board = json.load(response)
+        names = [row["display_name"] for row in board["rows"]]
+        assert names[0] == "sample good", board
+        assert "sample broken" not in names
+        assert "[1/3] grading good" in "".join(lines)
+        with urllib.request.urlopen(f"{url}/login", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    worker_log = (home / "demo-web" / "worker.log").read_text()
+    assert "Traceback" not in worker_log, worker_log
