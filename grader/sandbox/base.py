@@ -1,6 +1,6 @@
 """The sandbox protocol: what a run asks for (RunRequest) and what it reports (RunOutcome).
 
-Every backend (``bwrap``, ``local``, later ``docker``) takes the same request: an argv
+Every backend (``bwrap``, ``docker``, ``local``) takes the same request: an argv
 whose paths are the paths *inside* the sandbox, the host interpreter to make
 available, read-only mounts, one writable output folder (``/out`` inside) and the
 limits. A student's failure (crash, time-out, memory, output flood) comes back in the
@@ -9,7 +9,10 @@ outcome; only our own infrastructure problems raise ``GraderFault``.
 
 from __future__ import annotations
 
+import functools
+import os
 import posixpath
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Protocol
 from grader.errors import GraderFault
 
 OUT_TARGET = "/out"
+SANDBOX_UID = 65534  # the job's uid and gid ("nobody"), in every isolating backend
 # Sandbox paths a Mount may not cover: the system, /proc, /dev, the private /tmp, /out.
 RESERVED_TARGETS = (
     "/proc", "/dev", "/tmp", "/etc", "/usr", "/bin", "/sbin",
@@ -109,7 +113,8 @@ def default_env(request: RunRequest) -> dict[str, str]:
     return env
 
 
-def _is_under(path: str, root: str) -> bool:
+def is_under(path: str, root: str) -> bool:
+    """``path`` is ``root`` or inside it (whole path components)."""
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
@@ -136,7 +141,7 @@ def check_request(request: RunRequest) -> None:
         target = mount.target
         if not posixpath.isabs(target) or posixpath.normpath(target) != target or target == "/":
             raise GraderFault(f"mount target {target!r} must be a normalised absolute path, not /")
-        if any(_is_under(target, r) for r in RESERVED_TARGETS):
+        if any(is_under(target, r) for r in RESERVED_TARGETS):
             raise GraderFault(f"mount target {target!r} would cover a reserved sandbox path")
         if target in seen:
             raise GraderFault(f"mount target {target!r} is given twice")
@@ -147,3 +152,38 @@ def check_request(request: RunRequest) -> None:
         request.output_dir.exists() and not request.output_dir.is_dir()
     ):
         raise GraderFault(f"output_dir {request.output_dir} is not a folder")
+
+
+def refuse_writable_mounts(request: RunRequest, backend: str) -> None:
+    """Isolating backends let the job write to /out only."""
+    if any(m.writable for m in request.mounts):
+        raise GraderFault(f"the {backend} backend has no writable extra mounts; the job writes to "
+                          "output_dir, seen as /out")
+
+
+@functools.cache
+def python_prefixes(python: str) -> tuple[str, ...]:
+    """``sys.prefix`` and ``sys.base_prefix`` of an interpreter (asked once per interpreter)."""
+    code = "import sys; print(sys.prefix); print(sys.base_prefix)"
+    try:
+        done = subprocess.run([python, "-I", "-c", code], env={}, capture_output=True,
+                              text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise GraderFault(f"the sandbox interpreter {python} does not run",
+                          detail=str(exc)) from exc
+    return tuple(dict.fromkeys(line for line in done.stdout.splitlines() if line.startswith("/")))
+
+
+def cpu_quota(cpus: float) -> float | None:
+    """The CPU quota to set, or None when it would cover every core this process may use.
+
+    A quota as large as the machine limits nothing, yet the kernel's per-period accounting
+    still throttles bursty multi-threaded code: a 2-thread convolution ran 1.6-2.2x slower
+    under a 2-CPU quota on 2 cores (bench/bench_overhead.py). Below the core count (e.g.
+    ``grader batch --jobs 2``) the quota is what shares the cores fairly, so it stays.
+    """
+    return None if cpus >= len(os.sched_getaffinity(0)) else cpus
+
+
+def cpu_unlimited_note() -> str:
+    return f"not limited: all {len(os.sched_getaffinity(0))} cores (a quota would only throttle)"

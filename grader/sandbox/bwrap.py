@@ -10,7 +10,6 @@ with no capabilities, no_new_privs and no way to create further user namespaces.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import resource
@@ -24,22 +23,26 @@ from pathlib import Path
 
 from grader.config import SandboxSettings
 from grader.errors import GraderFault
-from grader.sandbox.base import OUT_TARGET, Poll, RunOutcome, RunRequest, check_request, default_env
-from grader.sandbox.cgroups import PARENT_NAME, Cgroup, CgroupRoot, CgroupUnavailable, find_cgroups
-from grader.sandbox.outdir import (
-    PAGE,
-    OutputReport,
-    copy_out,
-    is_full,
-    mount_tmpfs,
-    sweep_in_place,
-    unmount,
+from grader.sandbox.base import (
+    OUT_TARGET,
+    SANDBOX_UID,
+    Poll,
+    RunOutcome,
+    RunRequest,
+    check_request,
+    cpu_quota,
+    cpu_unlimited_note,
+    default_env,
+    is_under,
+    python_prefixes,
+    refuse_writable_mounts,
 )
-from grader.sandbox.process import bind_poll, rlimit_setter, supervise
+from grader.sandbox.cgroups import PARENT_NAME, Cgroup, CgroupRoot, CgroupUnavailable, find_cgroups
+from grader.sandbox.outdir import PAGE, OutputFolder
+from grader.sandbox.process import bind_poll, exit_status, rlimit_setter, supervise
 
 logger = logging.getLogger(__name__)
 
-SANDBOX_UID = 65534
 OPEN_FILES = 1024
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 HOST_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d")
@@ -64,32 +67,6 @@ def find_bwrap() -> str:
     if not found:
         raise GraderFault("bubblewrap is not installed: apt-get install bubblewrap")
     return found
-
-
-@functools.cache
-def python_prefixes(python: str) -> tuple[str, ...]:
-    """``sys.prefix`` and ``sys.base_prefix`` of an interpreter (asked once per interpreter)."""
-    code = "import sys; print(sys.prefix); print(sys.base_prefix)"
-    try:
-        done = subprocess.run([python, "-I", "-c", code], env={}, capture_output=True,
-                              text=True, timeout=60, check=True)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise GraderFault(f"the sandbox interpreter {python} does not run",
-                          detail=str(exc)) from exc
-    return tuple(dict.fromkeys(line for line in done.stdout.splitlines() if line.startswith("/")))
-
-
-def _under(path: str, roots: list[str]) -> bool:
-    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
-
-
-def _exit_status(returncode: int) -> tuple[int | None, int | None]:
-    """(exit code, signal); bwrap reports a child killed by signal N as 128 + N, like a shell."""
-    if returncode < 0:
-        return None, -returncode
-    if 128 < returncode <= 128 + 64:
-        return None, returncode - 128
-    return returncode, None
 
 
 class BwrapSandbox:
@@ -132,9 +109,7 @@ class BwrapSandbox:
     def run(self, request: RunRequest, *, poll: Poll | None = None) -> RunOutcome:
         """Run one request in a fresh sandbox; student failures come back in the outcome."""
         check_request(request)
-        if any(m.writable for m in request.mounts):
-            raise GraderFault("the bwrap backend has no writable extra mounts; the job writes to "
-                              "output_dir, seen as /out")
+        refuse_writable_mounts(request, self.name)
         prefixes = python_prefixes(os.fspath(request.python))
         job = _Job(self, request, prefixes)
         try:
@@ -153,7 +128,9 @@ class _Job:
         self.prefixes = prefixes
         self.limits = request.limits
         self.run_dir = Path(tempfile.mkdtemp(prefix="grader-run-", dir=sandbox.work_dir))
-        self.out_mount: Path | None = None
+        # the run folder itself is the tmpfs mount point
+        self.out = OutputFolder(request.output_dir, self.run_dir, limit_bytes=self.limits.output_bytes,
+                                can_mount=sandbox.can_mount)
         self.cgroup: Cgroup | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.status_r = -1
@@ -168,21 +145,6 @@ class _Job:
         }
 
     # ------------------------------------------------------------------ set-up
-
-    def _prepare_out(self) -> Path:
-        self.request.output_dir.mkdir(parents=True, exist_ok=True)
-        if self.sandbox.can_mount:
-            target = self.run_dir  # the run folder itself is the mount point
-            try:
-                mount_tmpfs(target, size_bytes=self.limits.output_bytes)
-            except OSError as exc:
-                logger.warning("no tmpfs for /out (%s); bounding output by RLIMIT_FSIZE only", exc)
-            else:
-                self.out_mount = target
-                self.enforced["output"] = "tmpfs on the host (size + inode limit)"
-                return target
-        self.enforced["output"] = "RLIMIT_FSIZE + post-run check (host disk not protected)"
-        return self.request.output_dir
 
     def _argv(self, out_source: Path, status_fd: int) -> list[str]:
         request, limits = self.request, self.limits
@@ -222,7 +184,7 @@ class _Job:
             "--perms", "1777", "--size", tmp_size, "--tmpfs", "/dev/shm",
         ]
         for prefix in self.prefixes:
-            if not _under(prefix, bound):
+            if not any(is_under(prefix, r) for r in bound):
                 args += ["--ro-bind", prefix, prefix]
         for mount in request.mounts:
             args += ["--ro-bind", os.fspath(mount.source), mount.target]
@@ -255,11 +217,14 @@ class _Job:
             return
         try:
             self.cgroup = root.create()
+            quota = cpu_quota(self.limits.cpus)
             self.enforced.update(self.cgroup.configure(
                 memory_bytes=self.limits.memory_bytes,
                 processes=self.limits.processes,
-                cpus=self.limits.cpus,
+                cpus=quota,
             ))
+            if quota is None:
+                self.enforced["cpu"] = cpu_unlimited_note()
         except (OSError, CgroupUnavailable) as exc:
             raise GraderFault(f"cannot create the sandbox's cgroup: {exc}") from exc
 
@@ -277,7 +242,8 @@ class _Job:
             self.cgroup.kill_all()
 
     def run(self, poll: Poll | None) -> RunOutcome:
-        out_source = self._prepare_out()
+        out_source = self.out.prepare()
+        self.enforced["output"] = self.out.enforced
         self._make_cgroup()
         status_r, status_w = os.pipe()
         self.status_r = status_r
@@ -310,8 +276,8 @@ class _Job:
         status = self._read_status()
         stats = self.cgroup.stats() if self.cgroup else None
         self._remove_cgroup()
-        report = self._collect_output()
-        exit_code, sig = _exit_status(watch.returncode)
+        report = self.out.collect()
+        exit_code, sig = exit_status(watch.returncode)
         stderr = watch.stderr.text()
         if stats is not None:  # an OOM kill, or a SIGKILL we did not send after hitting the limit
             out_of_memory = stats.oom_kills > 0 or (
@@ -320,9 +286,7 @@ class _Job:
             out_of_memory = "MemoryError" in stderr
         if not watch.timed_out and not out_of_memory and '"exit-code"' not in status:
             raise GraderFault("bubblewrap could not set up the sandbox", detail=stderr)
-        if report.dropped:
-            logger.warning("sandbox output: %s", report.note())
-            stderr += ("\n" if stderr and not stderr.endswith("\n") else "") + report.note() + "\n"
+        stderr = report.annotate(stderr)
         return RunOutcome(
             backend=self.sandbox.name,
             exit_code=exit_code,
@@ -355,15 +319,6 @@ class _Job:
         if not cgroup.remove() or survivors:
             raise GraderFault(f"sandboxed processes survived the kill in {cgroup.dirs}")
 
-    def _collect_output(self) -> OutputReport:
-        limit = self.limits.output_bytes
-        if self.out_mount is None:
-            return sweep_in_place(self.request.output_dir, limit_bytes=limit)
-        full = is_full(self.out_mount)
-        report = copy_out(self.out_mount, self.request.output_dir, limit_bytes=limit)
-        report.exceeded = report.exceeded or full
-        return report
-
     # ------------------------------------------------------------------ tidy-up
 
     def cleanup(self) -> None:
@@ -378,11 +333,5 @@ class _Job:
             self._remove_cgroup()
         except GraderFault:
             logger.exception("sandbox cleanup")
-        if self.out_mount is not None:
-            try:
-                unmount(self.out_mount)
-            except OSError:
-                logger.exception("cannot unmount %s; leaving the run folder", self.out_mount)
-                return
-            self.out_mount = None
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.out.release():
+            shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -5,7 +5,8 @@ nodev, noexec) in the run folder and bind it to ``/out``; a flood ends in ENOSPC
 the sandbox and can never fill the host disk. After the job has been killed we copy only
 regular, singly-linked files (never following a symlink, total bounded) into the
 caller's ``output_dir`` and unmount. Without mount rights the caller's folder is bound
-directly and ``sweep_in_place`` applies the same rules after the run.
+directly and ``sweep_in_place`` applies the same rules after the run. ``OutputFolder`` is
+that life cycle for one run, shared by the bwrap and docker backends.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ class OutputReport:
             return ""
         shown = ", ".join(self.dropped[:8]) + (" …" if len(self.dropped) > 8 else "")
         return f"[grader: not kept from /out: {shown}]"
+
+    def annotate(self, stderr: str) -> str:
+        """``stderr`` with the note appended on its own line (and logged) if anything was dropped."""
+        if not self.dropped:
+            return stderr
+        logger.warning("sandbox output: %s", self.note())
+        return stderr + ("\n" if stderr and not stderr.endswith("\n") else "") + self.note() + "\n"
 
 
 def mount_tmpfs(target: Path, *, size_bytes: int, max_entries: int = MAX_OUTPUT_ENTRIES) -> None:
@@ -198,3 +206,51 @@ def sweep_in_place(root: Path, *, limit_bytes: int,
             report.kept_bytes += st.st_size
             report.kept_files += 1
     return report
+
+
+class OutputFolder:
+    """One run's ``/out``: a host tmpfs on ``mount_point`` if we may mount, else ``output_dir``."""
+
+    def __init__(self, output_dir: Path, mount_point: Path, *, limit_bytes: int,
+                 can_mount: bool) -> None:
+        self.output_dir = output_dir
+        self.mount_point = mount_point
+        self.limit_bytes = limit_bytes
+        self.can_mount = can_mount
+        self.mounted: Path | None = None
+        self.enforced = ""
+
+    def prepare(self) -> Path:
+        """Make the folder the job sees as /out; returns its host path (readable while it runs)."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.can_mount:
+            try:
+                mount_tmpfs(self.mount_point, size_bytes=self.limit_bytes)
+            except OSError as exc:
+                logger.warning("no tmpfs for /out (%s); bounding output by RLIMIT_FSIZE only", exc)
+            else:
+                self.mounted = self.mount_point
+                self.enforced = "tmpfs on the host (size + inode limit)"
+                return self.mount_point
+        self.enforced = "RLIMIT_FSIZE + post-run check (host disk not protected)"
+        return self.output_dir
+
+    def collect(self) -> OutputReport:
+        """After the job is dead: keep what follows the rules in ``output_dir``."""
+        if self.mounted is None:
+            return sweep_in_place(self.output_dir, limit_bytes=self.limit_bytes)
+        full = is_full(self.mounted)
+        report = copy_out(self.mounted, self.output_dir, limit_bytes=self.limit_bytes)
+        report.exceeded = report.exceeded or full
+        return report
+
+    def release(self) -> bool:
+        """Unmount the tmpfs; False (logged) if it stays mounted, so keep its folder then."""
+        if self.mounted is not None:
+            try:
+                unmount(self.mounted)
+            except OSError:
+                logger.exception("cannot unmount %s; leaving the run folder", self.mounted)
+                return False
+            self.mounted = None
+        return True

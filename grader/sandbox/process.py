@@ -27,16 +27,34 @@ KILL_RETRY_S = 1.0  # how long pipes may stay open after the job ended and was k
 
 
 class HeadTail:
-    """Keep the first and last ``limit // 2`` bytes of a stream and count the rest."""
+    """Keep the first and last ``limit // 2`` bytes of a stream and count the rest.
 
-    def __init__(self, limit: int) -> None:
+    With ``prefix``, the stream is expected to start with those bytes (a backend's own
+    "started" marker); they are dropped and ``prefix_seen`` tells whether they came.
+    """
+
+    def __init__(self, limit: int, *, prefix: bytes = b"") -> None:
         self.head_cap = (limit + 1) // 2
         self.tail_cap = limit // 2
         self.head = bytearray()
         self.tail = bytearray()
         self.total = 0
+        self.prefix = prefix
+        self._pending = prefix  # what of ``prefix`` is still to come
+        self.prefix_seen = not prefix
 
     def feed(self, data: bytes) -> None:
+        if self._pending:  # a leading ``prefix`` is dropped, not kept or counted
+            n = min(len(data), len(self._pending))
+            if data[:n] != self._pending[:n]:  # not the prefix: what matched so far is output
+                data = self.prefix[: len(self.prefix) - len(self._pending)] + data
+                self._pending = b""
+            else:
+                self._pending = self._pending[n:]
+                self.prefix_seen = not self._pending
+                data = data[n:]
+                if not data:
+                    return
         self.total += len(data)
         room = self.head_cap - len(self.head)
         if room > 0:
@@ -101,14 +119,16 @@ def supervise(
     poll: Callable[[], str | None] | None,
     kill: Callable[[], None],
     after_exit: Callable[[], None],
+    stdout_prefix: bytes = b"",
 ) -> Supervision:
     """Read the pipes and watch the clock until the child ended and its pipes closed.
 
     ``kill`` must end the whole job at once; ``after_exit`` runs once when the main
     child has ended, to kill anything it left behind (daemons holding the pipes).
     On an exception (a failing poll callback) the job is killed and the error re-raised.
+    ``stdout_prefix`` is a marker the child writes first; see ``HeadTail``.
     """
-    out, err = HeadTail(log_bytes), HeadTail(log_bytes)
+    out, err = HeadTail(log_bytes, prefix=stdout_prefix), HeadTail(log_bytes)
     captures = {}
     selector = selectors.DefaultSelector()
     for stream, capture in ((proc.stdout, out), (proc.stderr, err)):
@@ -191,6 +211,18 @@ def supervise(
         stdout=out,
         stderr=err,
     )
+
+
+def exit_status(returncode: int) -> tuple[int | None, int | None]:
+    """(exit code, signal); a child killed by signal N shows as 128 + N, as a shell reports it.
+
+    bwrap and docker-init both report it so, so a job's own ``exit(137)`` looks the same.
+    """
+    if returncode < 0:
+        return None, -returncode
+    if 128 < returncode <= 128 + 64:
+        return None, returncode - 128
+    return returncode, None
 
 
 def rlimit_setter(limits: list[tuple[int, int]]) -> Callable[[], None]:
