@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from grader import __version__
+from grader.batch.cli import batch, export, regrade
 from grader.config import Settings, load_assignment
 from grader.datasets.cli import build_tests
 from grader.errors import GraderFault, SpecError
@@ -151,3 +152,6 @@ def _demo_web() -> Callable[..., None]:
 
 
 main.add_command(build_tests)
+main.add_command(batch)
+main.add_command(regrade)
+main.add_command(export)

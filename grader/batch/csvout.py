@@ -1,0 +1,121 @@
+"""The batch's CSV: one row per student, from the newest of their submissions.
+
+Columns: ``id``; ``<part>_points`` and ``<part>_passed`` (pass/fail) for every part of the
+spec; the accuracies (``mynet_accuracy``; ``finetune_ORIG``, ``_AUG``, ``_NEW`` and
+``finetune_weighted``, all on the whole hidden splits, as fractions); ``total``,
+``max_score``, ``status``, ``message``; and ``file``, ``sha256``, ``note`` (duplicates,
+publishing) so every number can be traced back to a zip.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from grader.batch.store import write_atomic
+from grader.config import Assignment
+from grader.result import GradeResult, Status
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One submission of one student, with its result (None: refused before grading)."""
+
+    student: str
+    label: str
+    mtime: float
+    sha256: str = ""
+    result: GradeResult | None = None
+    problem: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    entry: Entry
+    note: str
+
+
+def newest_per_student(entries: Iterable[Entry]) -> tuple[list[Row], list[str]]:
+    """The newest entry (by file time) of each student, sorted by id, and a warning per duplicate."""
+    by_student: dict[str, list[Entry]] = {}
+    for entry in entries:
+        by_student.setdefault(entry.student, []).append(entry)
+    rows: list[Row] = []
+    warnings: list[str] = []
+    for student in sorted(by_student):
+        group = sorted(by_student[student], key=lambda e: (e.mtime, e.label))
+        chosen = group[-1]
+        notes = [chosen.note] if chosen.note else []
+        if len(group) > 1:
+            others = ", ".join(e.label for e in group[:-1])
+            when = datetime.fromtimestamp(chosen.mtime).isoformat(sep=" ", timespec="seconds")
+            text = (f"{len(group)} submissions for id {student}; used the newest, {chosen.label} "
+                    f"({when}), not {others}")
+            warnings.append(text)
+            notes.insert(0, text)
+        rows.append(Row(chosen, "; ".join(notes)))
+    return rows, warnings
+
+
+def metric_columns(assignment: Assignment) -> list[tuple[str, str, str]]:
+    """(column, part, metric) for every accuracy the spec measures."""
+    out: list[tuple[str, str, str]] = []
+    for part in assignment.parts:
+        if not part.model_class:
+            continue
+        if part.weights:
+            out += [(f"{part.name}_{split}", part.name, split) for split in part.weights]
+            out.append((f"{part.name}_weighted", part.name, "weighted"))
+        else:
+            out.append((f"{part.name}_accuracy", part.name, "accuracy"))
+    return out
+
+
+def columns(assignment: Assignment) -> list[str]:
+    parts = [f"{p.name}_{what}" for p in assignment.parts for what in ("points", "passed")]
+    return ["id", *parts, *(c for c, _, _ in metric_columns(assignment)),
+            "total", "max_score", "status", "message", "file", "sha256", "note"]
+
+
+def _text(value: str) -> str:
+    """Text a spreadsheet will not run as a formula (messages quote student code)."""
+    value = value.replace("\r", " ").replace("\n", " ")
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def row_values(row: Row, assignment: Assignment) -> dict[str, str]:
+    entry, result = row.entry, row.entry.result
+    values = {name: "" for name in columns(assignment)}
+    values.update(id=_text(entry.student), file=_text(entry.label), sha256=entry.sha256,
+                  note=_text(row.note), max_score=f"{assignment.max_score:g}")
+    if result is None:
+        values.update(total="0", status=str(Status.INVALID), message=_text(entry.problem))
+        return values
+    for part in result.parts:
+        if f"{part.name}_points" in values:
+            values[f"{part.name}_points"] = f"{part.score:g}"
+            values[f"{part.name}_passed"] = "pass" if part.passed else "fail"
+    for column, part_name, metric in metric_columns(assignment):
+        part = result.part(part_name)
+        if part is not None and metric in part.metrics:
+            values[column] = f"{part.metrics[metric]:.4f}"
+    values.update(total=f"{result.score:g}", max_score=f"{result.max_score:g}",
+                  status=str(result.status), message=_text(result.message))
+    return values
+
+
+def write_csv(path: Path, rows: Iterable[Row], assignment: Assignment) -> None:
+    """Write the CSV atomically (a reader never sees half of it)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns(assignment), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row_values(row, assignment))
+    write_atomic(path, buffer.getvalue().encode("utf-8"))

@@ -1,0 +1,215 @@
+"""Grading many zips at once: N threads each calling grade(), Ctrl-C, the CPU share per sandbox.
+
+Threads are enough: the work happens in the sandbox subprocesses. Ctrl-C (or SIGTERM) lands
+in the main thread, which stops handing out zips and raises ``Cancelled`` inside each thread
+that is still in grade() (``PyThreadState_SetAsyncExc``). That thread is almost always waiting
+on its sandbox in the supervisor's select loop, which wakes every 0.1 s, so grade()'s own
+cleanup runs at once: the sandbox's cgroup is killed and removed, /out unmounted and the work
+folder deleted, exactly as Ctrl-C does in ``grader grade``. What finished is already stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from grader.config import Assignment, Settings
+from grader.datasets.manifest import Manifest
+from grader.errors import GraderFault
+from grader.result import GradeResult, Status
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2
+CANCEL_WAIT_S = 60.0  # grade()'s cleanup kills the sandbox at once; this is only a backstop
+
+
+class Cancelled(BaseException):
+    """Raised inside a grading thread when the batch is interrupted."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One distinct zip to grade."""
+
+    sha256: str
+    archive: Path
+    label: str  # who and what, for the progress lines: "s001 (s001.zip)"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task: Task
+    result: GradeResult
+    started_at: float  # wall clock, seconds since the epoch
+    finished_at: float
+
+    @property
+    def seconds(self) -> float:
+        return self.finished_at - self.started_at
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def sandbox_cpus(jobs: int, spec_cpus: float, cores: int | None = None) -> float:
+    """Each of ``jobs`` sandboxes gets ``max(1, cores // jobs)`` CPUs, and never more than the spec's
+    ``limits.cpus`` (the share the web worker gives, and the one its time limits assume)."""
+    share = max(1, (cores or available_cores()) // max(1, jobs))
+    return float(min(share, spec_cpus))
+
+
+def grade_safely(
+    archive: Path, assignment: Assignment, settings: Settings, *, manifest: Manifest | None, sha256: str
+) -> GradeResult:
+    """grade(), with our own failures made into ``grader_fault`` results: one zip never stops a batch."""
+    from grader.pipeline import grade
+
+    try:
+        return grade(archive, assignment, settings, manifest=manifest)
+    except GraderFault as exc:
+        log.error("%s: grader fault: %s\n%s", archive, exc.message, exc.detail)
+        return GradeResult.failed(exc, submission_sha256=sha256, assignment=assignment.name,
+                                  spec_version=assignment.version, max_score=assignment.max_score)
+    except Exception as exc:  # a bug of ours must not lose the rest of the batch
+        log.exception("%s: unexpected error while grading", archive)
+        return GradeResult(
+            status=Status.GRADER_FAULT, score=0.0, max_score=assignment.max_score, passed=False,
+            message="The grader failed on its side; the staff have the details.",
+            submission_sha256=sha256, assignment=assignment.name, spec_version=assignment.version,
+            detail=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+        )
+
+
+class _Pool:
+    """The threads, the zips not yet handed out, and which threads are inside grade()."""
+
+    def __init__(self, tasks: Sequence[Task], grade: Callable[[Task], GradeResult],
+                 keep: Callable[[Outcome], None]) -> None:
+        self.pending = deque(tasks)
+        self.grade = grade
+        self.keep = keep
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.grading: dict[int, bool] = {}
+        self.finished: queue.Queue[Outcome | BaseException] = queue.Queue()
+
+    def work(self) -> None:
+        ident = threading.get_ident()
+        try:
+            while True:
+                with self.lock:
+                    if self.stopped or not self.pending:
+                        return
+                    task = self.pending.popleft()
+                    self.grading[ident] = True
+                started = time.time()
+                try:
+                    result = self.grade(task)
+                finally:
+                    with self.lock:
+                        self.grading[ident] = False
+                outcome = Outcome(task, result, started, time.time())
+                self.keep(outcome)  # stored before anyone hears of it
+                self.finished.put(outcome)
+        except Cancelled:
+            return
+        except BaseException as exc:  # the store cannot be written, or a bug: tell the main thread
+            self.finished.put(exc)
+
+    def cancel(self) -> None:
+        """No more zips; interrupt every grade() in progress (the grading flag is checked under the lock)."""
+        with self.lock:
+            self.stopped = True
+            for ident, busy in self.grading.items():
+                if busy:
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                        ctypes.c_ulong(ident), ctypes.py_object(Cancelled))
+                    self.grading[ident] = False
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the batch like Ctrl-C (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    *,
+    grade: Callable[[Task], GradeResult],
+    jobs: int,
+    keep: Callable[[Outcome], None],
+    on_done: Callable[[Outcome], None],
+    tick: Callable[[], None] = lambda: None,
+) -> tuple[list[Outcome], bool]:
+    """Grade ``tasks`` in ``jobs`` threads; returns the outcomes and whether Ctrl-C stopped it.
+
+    ``keep`` runs in the grading thread as soon as a zip is graded (store it there);
+    ``on_done`` and ``tick`` run in the calling thread (progress, publishing).
+    """
+    pool = _Pool(tasks, grade, keep)
+    threads = [threading.Thread(target=pool.work, name=f"grade-{i + 1}", daemon=True)
+               for i in range(min(max(1, jobs), len(tasks)))]
+    outcomes: list[Outcome] = []
+    failure: BaseException | None = None
+
+    def take(item: Outcome | BaseException) -> None:
+        nonlocal failure
+        if isinstance(item, BaseException):
+            failure = failure or item
+            pool.cancel()
+        else:
+            outcomes.append(item)
+            on_done(item)
+
+    with _sigterm_as_interrupt():
+        for thread in threads:
+            thread.start()
+        try:
+            while any(t.is_alive() for t in threads) or not pool.finished.empty():
+                try:
+                    take(pool.finished.get(timeout=POLL_S))
+                except queue.Empty:
+                    tick()
+        except KeyboardInterrupt:
+            pool.cancel()
+            deadline = time.monotonic() + CANCEL_WAIT_S
+            for thread in threads:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            while not pool.finished.empty():  # finished and stored while we were stopping
+                item = pool.finished.get_nowait()
+                if not isinstance(item, BaseException):
+                    outcomes.append(item)
+                    on_done(item)
+            return outcomes, True
+    if failure is not None:
+        raise failure
+    return outcomes, False
