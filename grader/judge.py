@@ -118,6 +118,7 @@ def judge_classifier(
     """Accuracy per split, the weighted value where the spec weights splits, pass/fail, points."""
     metrics: dict[str, float] = {}
     public_metrics: dict[str, float] = {}
+    private_metrics: dict[str, float] = {}
     problems: list[str] = []
     for split, labels in truth.items():
         if run.out_dir is None:
@@ -132,11 +133,15 @@ def judge_classifier(
         metrics[metrics_key] = float(correct.mean()) if len(labels) else 0.0
         mask = public[split]
         public_metrics[metrics_key] = float(correct[mask].mean()) if mask.any() else 0.0
+        if not mask.all():
+            private_metrics[metrics_key] = float(correct[~mask].mean())
     stopped = _not_run(spec, run)
     complete = not problems and stopped is None
     if spec.weights and all(s in metrics for s in SPLITS):
         metrics["weighted"] = sum(spec.weights[s] * metrics[s] for s in SPLITS)
         public_metrics["weighted"] = sum(spec.weights[s] * public_metrics[s] for s in SPLITS)
+        if all(s in private_metrics for s in SPLITS):
+            private_metrics["weighted"] = sum(spec.weights[s] * private_metrics[s] for s in SPLITS)
     key = "weighted" if spec.weights else "accuracy"
     value = metrics.get(key)
     passed = complete and value is not None and value > spec.threshold
@@ -144,7 +149,7 @@ def judge_classifier(
         return PartResult(
             name=spec.name, status=stopped.status, score=0.0, max_score=spec.points, passed=False,
             message=stopped.message, metrics=metrics, public_metrics=public_metrics,
-            detail=run.detail, runtime_s=run.runtime_s,
+            private_metrics=private_metrics, detail=run.detail, runtime_s=run.runtime_s,
         )
     if problems:
         message = (f"{spec.model_class}: the predictions could not be used ({'; '.join(problems)}).")
@@ -165,7 +170,8 @@ def judge_classifier(
     return PartResult(
         name=spec.name, status=Status.GRADED, score=spec.points if passed else 0.0,
         max_score=spec.points, passed=passed, message=message, metrics=metrics,
-        public_metrics=public_metrics, tests=tests, detail=run.detail, runtime_s=run.runtime_s,
+        public_metrics=public_metrics, private_metrics=private_metrics, tests=tests,
+        detail=run.detail, runtime_s=run.runtime_s,
     )
 
 

@@ -62,11 +62,14 @@ class PartResult:
     detail: str = ""  # for staff: trimmed traceback, sandbox notes; never shown to students
     public_metrics: Mapping[str, float] = field(default_factory=dict)
     runtime_s: float = 0.0
+    # The rest of each split (empty when the whole split is public): the final ranking's numbers.
+    private_metrics: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
         object.__setattr__(self, "metrics", _frozen(self.metrics))
         object.__setattr__(self, "public_metrics", _frozen(self.public_metrics))
+        object.__setattr__(self, "private_metrics", _frozen(self.private_metrics))
         object.__setattr__(self, "tests", tuple(self.tests))
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +82,7 @@ class PartResult:
             "message": self.message,
             "metrics": dict(self.metrics),
             "public_metrics": dict(self.public_metrics),
+            "private_metrics": dict(self.private_metrics),
             "tests": [t.to_dict() for t in self.tests],
             "runtime_s": self.runtime_s,
             "detail": self.detail,
@@ -95,6 +99,7 @@ class PartResult:
             message=data.get("message", ""),
             metrics={k: float(v) for k, v in data.get("metrics", {}).items()},
             public_metrics={k: float(v) for k, v in data.get("public_metrics", {}).items()},
+            private_metrics={k: float(v) for k, v in data.get("private_metrics", {}).items()},
             tests=tuple(TestResult.from_dict(t) for t in data.get("tests", [])),
             runtime_s=float(data.get("runtime_s", 0.0)),
             detail=data.get("detail", ""),

@@ -52,6 +52,7 @@ def student_result(result: GradeResult, spec: Assignment, *, frozen: bool) -> di
         part.pop("detail", None)
         if hide and part["name"] == ranked_part(spec):
             part["metrics"] = dict(part.get("public_metrics") or {})
+            part.pop("private_metrics", None)
             part["metrics_scope"] = "public"
             part["tests"] = []  # their messages carry the full-split accuracies
             if part["status"] == "graded":

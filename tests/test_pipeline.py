@@ -16,7 +16,7 @@ from grader.cli import main
 from grader.errors import GraderFault
 from grader.pipeline import grade
 from grader.result import Status
-from tests.conftest import SOLUTION
+from tests.conftest import SOLUTION, TEST_SPLIT_COUNTS
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -67,6 +67,11 @@ def test_good_submission_is_graded_fully(make_submission, assignment, settings, 
     assert set(m) == {"ORIG", "AUG", "NEW", "weighted"}
     assert m["weighted"] == pytest.approx(0.6 * m["ORIG"] + 0.3 * m["AUG"] + 0.1 * m["NEW"], abs=1e-12)
     assert set(finetune.public_metrics) == set(m)
+    assert set(finetune.private_metrics) == set(m)  # the final ranking's numbers
+    for split, n in TEST_SPLIT_COUNTS.items():  # public and private part make up the whole split
+        n_public = round(n * assignment.public_fraction)
+        assert m[split] * n == pytest.approx(finetune.public_metrics[split] * n_public
+                                             + finetune.private_metrics[split] * (n - n_public))
     env = result.environment
     assert env["backend"] == "bwrap"
     assert env["versions"]["torch"].startswith("2.14")

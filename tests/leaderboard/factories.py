@@ -35,6 +35,7 @@ def result_data(
     status: str = "graded",
     final: tuple[float, float, float] = (0.8, 0.7, 0.6),
     public: tuple[float, float, float] | None = None,
+    private: tuple[float, float, float] | None = None,
     mynet: float = 0.85,
     layer_failures: int = 0,
     message: str = "",
@@ -93,6 +94,7 @@ def result_data(
             "message": "",
             "metrics": fm,
             "public_metrics": pm,
+            "private_metrics": split_metrics(*private) if private else {},
             "tests": [
                 {
                     "name": f"FinetuneNet accuracy on {k}",

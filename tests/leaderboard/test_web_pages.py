@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,8 @@ def test_submission_page_shows_parts_tests_and_chart(
     app: Any, client: Any, roster: Roster, tmp_path: Path
 ) -> None:
     svc = _svc(app)
-    data = result_data(final=(0.9, 0.8, 0.5), public=(0.88, 0.79, 0.52), layer_failures=1)
+    data = result_data(final=(0.9, 0.8, 0.5), public=(0.88, 0.79, 0.52), private=(0.92, 0.81, 0.48),
+                       layer_failures=1)
     sub_id = add_graded(
         svc.settings,
         svc.spec,
@@ -108,12 +110,15 @@ def test_submission_page_shows_parts_tests_and_chart(
     assert "public part" in html
     assert "88.0%" in html  # public ORIG
     assert "90.0%" not in html  # final ORIG stays hidden
+    assert "92.0%" not in html  # and so does the private part's
     assert "staff-only" not in html
     # The API gives the engine's JSON, with the same numbers hidden and no staff detail.
     api = client.get(f"/api/submissions/{sub_id}").get_json()
     finetune = next(p for p in api["result"]["parts"] if p["name"] == "finetune")
     assert finetune["metrics"]["ORIG"] == 0.88
     assert finetune["metrics_scope"] == "public"
+    assert "private_metrics" not in finetune
+    assert "0.92" not in json.dumps(api)
     assert "detail" not in finetune
     assert "detail" not in api["result"]
     assert api["status"] == "graded"
