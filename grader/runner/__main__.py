@@ -113,7 +113,7 @@ class Runner:
                     "the checkpoint.")
         if isinstance(exc, PartFailed):
             return str(exc)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             return (f"{part['title']}: your code filled the output folder or /tmp "
                     f"({describe(exc)}); write nothing big to disk while grading.")
         if isinstance(exc, SystemExit):

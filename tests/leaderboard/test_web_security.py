@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -185,3 +187,46 @@ def test_sign_in_does_not_redirect_off_site(client: Any, roster: Roster, target:
     )
     assert response.status_code == 302
     assert response.headers["Location"] in ("/upload", "/profile?first=1")
+
+
+EVIL = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+
+
+def test_submission_pages_escape_file_names_and_messages_from_student_code(
+    app: Any, client: Any, roster: Roster, tmp_path: Any
+) -> None:
+    from tests.leaderboard.factories import add_graded, result_data
+
+    svc = app.extensions["leaderboard"]
+    sign_in(client, roster.secrets["s001"])
+    uploaded = upload(client, csrf_of(client, "/"), name=f"{EVIL}.zip")
+    assert uploaded.status_code in (302, 303), uploaded.status_code
+    sub_id = add_graded(svc.settings, svc.spec, student_id=roster.ids["s001"], engine=svc.engine,
+                        data=result_data(status="crashed", message=f"ValueError: {EVIL}",
+                                         detail=EVIL), tmp=tmp_path)
+    for path in ["/submissions", uploaded.headers["Location"], f"/submissions/{sub_id}"]:
+        html = client.get(path).get_data(as_text=True)
+        assert "<script>alert(1)" not in html, path
+        assert "<img src=x" not in html, path
+    for path in [uploaded.headers["Location"], f"/submissions/{sub_id}"]:
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get(path).get_data(as_text=True), path
+
+
+SQL_FROM_STRINGS = re.compile(
+    r"""\btext\(\s*f?["']|execute\(\s*f["']|execute\([^)]*["']\s*%|execute\([^)]*\.format\(|"""
+    r"""["'](?:SELECT|INSERT|UPDATE|DELETE)\b[^"']*["']\s*(?:%|\+|\.format)""",
+    re.IGNORECASE,
+)
+
+
+def test_no_sql_is_built_from_strings() -> None:
+    """Queries go through SQLModel with bound parameters; no raw SQL text formatted in Python."""
+    root = Path(__file__).resolve().parents[2] / "leaderboard"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if SQL_FROM_STRINGS.search(line):
+                offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
