@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -170,7 +171,13 @@ for top in ['/']:
 raise RuntimeError('SCAN ' + json.dumps({{'hits': len(hits), 'first': hits[:1], 'files': files,
                                         'env': ','.join(env)}}))
 """
-    result = grade(make_submission(numpy_nn__py=scan), assignment, settings)
+    # The walk reads every small file of the interpreter and the venv: give it time, so a busy
+    # machine cannot turn the scan into a time-out (which would prove nothing).
+    parts = tuple(dataclasses.replace(p, time_limit_s=600.0) if p.name == "numpy_nn" else p
+                  for p in assignment.parts if p.name == "numpy_nn")
+    spec = dataclasses.replace(assignment, parts=parts,
+                               limits=dataclasses.replace(assignment.limits, startup_s=120))
+    result = grade(make_submission(numpy_nn__py=scan), spec, settings)
     message = result.part("numpy_nn").message
     assert "SCAN " in message, message
     report = json.loads(message.split("SCAN ", 1)[1].split("}", 1)[0] + "}")
