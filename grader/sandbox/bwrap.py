@@ -127,10 +127,8 @@ class _Job:
         self.request = request
         self.prefixes = prefixes
         self.limits = request.limits
-        self.run_dir = Path(tempfile.mkdtemp(prefix="grader-run-", dir=sandbox.work_dir))
-        # the run folder itself is the tmpfs mount point
-        self.out = OutputFolder(request.output_dir, self.run_dir, limit_bytes=self.limits.output_bytes,
-                                can_mount=sandbox.can_mount)
+        self.out = OutputFolder(request.output_dir, work_dir=sandbox.work_dir,
+                                limit_bytes=self.limits.output_bytes, can_mount=sandbox.can_mount)
         self.cgroup: Cgroup | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.status_r = -1
@@ -333,5 +331,4 @@ class _Job:
             self._remove_cgroup()
         except GraderFault:
             logger.exception("sandbox cleanup")
-        if self.out.release():
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.out.release()

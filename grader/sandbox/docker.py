@@ -35,7 +35,6 @@ import signal
 import socket
 import stat
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -241,10 +240,8 @@ class _Job:
         self.interpreter = interpreter
         self.limits = request.limits
         self.container = NAME_PREFIX + run_name()
-        self.run_dir = Path(tempfile.mkdtemp(prefix="grader-run-", dir=sandbox.work_dir))
-        # the run folder itself is the tmpfs mount point
-        self.out = OutputFolder(request.output_dir, self.run_dir, limit_bytes=self.limits.output_bytes,
-                                can_mount=sandbox.can_mount)
+        self.out = OutputFolder(request.output_dir, work_dir=sandbox.work_dir,
+                                limit_bytes=self.limits.output_bytes, can_mount=sandbox.can_mount)
         self.proc: subprocess.Popen[bytes] | None = None
         self.removed = False
         self.cpus = cpu_quota(self.limits.cpus)  # None: the whole machine (the engine refuses more)
@@ -399,5 +396,4 @@ class _Job:
                 self._remove()
             except GraderFault:
                 logger.exception("sandbox cleanup")
-        if self.out.release():
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.out.release()

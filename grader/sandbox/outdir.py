@@ -16,7 +16,9 @@ import ctypes
 import errno
 import logging
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,12 +211,13 @@ def sweep_in_place(root: Path, *, limit_bytes: int,
 
 
 class OutputFolder:
-    """One run's ``/out``: a host tmpfs on ``mount_point`` if we may mount, else ``output_dir``."""
+    """One run's ``/out``: a host tmpfs on a fresh run folder (made in ``work_dir``) if we may
+    mount, else ``output_dir`` itself. ``release`` unmounts and removes the run folder."""
 
-    def __init__(self, output_dir: Path, mount_point: Path, *, limit_bytes: int,
+    def __init__(self, output_dir: Path, *, work_dir: Path | None, limit_bytes: int,
                  can_mount: bool) -> None:
         self.output_dir = output_dir
-        self.mount_point = mount_point
+        self.mount_point = Path(tempfile.mkdtemp(prefix="grader-run-", dir=work_dir))
         self.limit_bytes = limit_bytes
         self.can_mount = can_mount
         self.mounted: Path | None = None
@@ -244,13 +247,13 @@ class OutputFolder:
         report.exceeded = report.exceeded or full
         return report
 
-    def release(self) -> bool:
-        """Unmount the tmpfs; False (logged) if it stays mounted, so keep its folder then."""
+    def release(self) -> None:
+        """Unmount the tmpfs and remove the run folder; a folder that stays mounted is kept (logged)."""
         if self.mounted is not None:
             try:
                 unmount(self.mounted)
             except OSError:
                 logger.exception("cannot unmount %s; leaving the run folder", self.mounted)
-                return False
+                return
             self.mounted = None
-        return True
+        shutil.rmtree(self.mount_point, ignore_errors=True)
