@@ -31,10 +31,10 @@ from click.testing import CliRunner
 
 from grader.batch.discover import zip_files
 from grader.batch.progress import Progress
-from grader.batch.run import available_cores
 from grader.cli import main
 from grader.config import HIDDEN_TESTS_DIR, Settings
 from grader.result import GradeResult, PartResult, Status
+from grader.sandbox.base import available_cores
 from tests.conftest import SOLUTION
 
 GRADER = Path(sys.executable).parent / "grader"

@@ -286,8 +286,6 @@ def regrade_store(
     report = Report()
     graded_spec, cpus = spec_for_jobs(assignment, jobs)
     before: dict[str, Record] = {}
-    newest: dict[str, Source] = {}
-    newest_sha: dict[str, str] = {}
     tasks: list[Task] = []
     problems: dict[str, str] = {}
     for sha in store.shas():
@@ -296,10 +294,6 @@ def regrade_store(
             continue
         before[sha] = records[-1]
         sources = merge_sources(*(r.sources for r in records))
-        for source in sources:
-            if source.student not in newest or (source.mtime, source.name) > (
-                    newest[source.student].mtime, newest[source.student].name):
-                newest[source.student], newest_sha[source.student] = source, sha
         archive = store.archive(sha)
         if not archive.is_file():
             problems[sha] = "its zip is missing from the store"
@@ -308,6 +302,7 @@ def regrade_store(
         else:
             tasks.append(Task(sha, archive, _label(list(sources))))
     report.submissions = len(before)
+    newest, _ = newest_per_student(store_entries(store))  # each student's newest zip
     echo(f"regrading {len(tasks)} zips of {len(newest)} students under spec {assignment.version} "
          f"with {jobs} job{'s' if jobs != 1 else ''}, {cpus:g} CPU{'s' if cpus != 1 else ''} per sandbox")
 
@@ -331,8 +326,8 @@ def regrade_store(
         progress.close()
     after = {o.task.sha256: o.result for o in outcomes}
     report.graded_now = len(after)
-    for student in sorted(newest):
-        sha = newest_sha[student]
+    for row in newest:
+        student, sha = row.entry.student, row.entry.sha256
         old = before[sha].result
         new = after.get(sha)
         if new is None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import os
 import queue
 import signal
 import threading
@@ -28,7 +27,8 @@ from types import FrameType
 from grader.config import Assignment, Settings
 from grader.datasets.manifest import Manifest
 from grader.errors import GraderFault
-from grader.result import GradeResult, Status
+from grader.result import GradeResult
+from grader.sandbox.base import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,6 @@ class Outcome:
         return self.finished_at - self.started_at
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def sandbox_cpus(jobs: int, spec_cpus: float, cores: int | None = None) -> float:
     """Each of ``jobs`` sandboxes gets ``max(1, cores // jobs)`` CPUs, and never more than the spec's
     ``limits.cpus`` (the share the web worker gives, and the one its time limits assume)."""
@@ -85,16 +78,13 @@ def grade_safely(
         return grade(archive, assignment, settings, manifest=manifest)
     except GraderFault as exc:
         log.error("%s: grader fault: %s\n%s", archive, exc.message, exc.detail)
-        return GradeResult.failed(exc, submission_sha256=sha256, assignment=assignment.name,
-                                  spec_version=assignment.version, max_score=assignment.max_score)
+        fault = exc
     except Exception as exc:  # a bug of ours must not lose the rest of the batch
         log.exception("%s: unexpected error while grading", archive)
-        return GradeResult(
-            status=Status.GRADER_FAULT, score=0.0, max_score=assignment.max_score, passed=False,
-            message="The grader failed on its side; the staff have the details.",
-            submission_sha256=sha256, assignment=assignment.name, spec_version=assignment.version,
-            detail=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
-        )
+        fault = GraderFault("The grader failed on its side; the staff have the details.",
+                            detail=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+    return GradeResult.failed(fault, submission_sha256=sha256, assignment=assignment.name,
+                              spec_version=assignment.version, max_score=assignment.max_score)
 
 
 class _Pool:

@@ -174,6 +174,14 @@ def python_prefixes(python: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(line for line in done.stdout.splitlines() if line.startswith("/")))
 
 
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def cpu_quota(cpus: float) -> float | None:
     """The CPU quota to set, or None when it would cover every core this process may use.
 
@@ -182,8 +190,8 @@ def cpu_quota(cpus: float) -> float | None:
     under a 2-CPU quota on 2 cores (bench/bench_overhead.py). Below the core count (e.g.
     ``grader batch --jobs 2``) the quota is what shares the cores fairly, so it stays.
     """
-    return None if cpus >= len(os.sched_getaffinity(0)) else cpus
+    return None if cpus >= available_cores() else cpus
 
 
 def cpu_unlimited_note() -> str:
-    return f"not limited: all {len(os.sched_getaffinity(0))} cores (a quota would only throttle)"
+    return f"not limited: all {available_cores()} cores (a quota would only throttle)"
