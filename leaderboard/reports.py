@@ -13,6 +13,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from grader.config import Assignment
+from grader.spreadsheet import safe_cell
 from leaderboard.models import (
     FrozenRow,
     PartResultRow,
@@ -204,7 +205,7 @@ def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str
         final_metrics = json.loads(sub.board_json).get("final", {}) if sub and sub.board_json else {}
         metric = spec.rank_by.partition(".")[2]
         writer.writerow(
-            [student.roster_id, student.name, student.email, student.display_name]
+            [safe_cell(v) for v in (student.roster_id, student.name, student.email, student.display_name)]
             + ([sub.id, sub.created_at.isoformat()] if sub else ["", ""])
             + [f"{row_parts[n].score:g}" if n in row_parts else "" for n in part_names]
             + [("yes" if row_parts[n].passed else "no") if n in row_parts else "" for n in part_names]

@@ -19,8 +19,7 @@ from pathlib import Path
 from grader.batch.store import write_atomic
 from grader.config import Assignment
 from grader.result import GradeResult, Status
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+from grader.spreadsheet import safe_cell
 
 
 @dataclass(frozen=True)
@@ -84,19 +83,13 @@ def columns(assignment: Assignment) -> list[str]:
             "total", "max_score", "status", "message", "file", "sha256", "note"]
 
 
-def _text(value: str) -> str:
-    """Text a spreadsheet will not run as a formula (messages quote student code)."""
-    value = value.replace("\r", " ").replace("\n", " ")
-    return "'" + value if value.startswith(FORMULA_START) else value
-
-
 def row_values(row: Row, assignment: Assignment) -> dict[str, str]:
     entry, result = row.entry, row.entry.result
     values = {name: "" for name in columns(assignment)}
-    values.update(id=_text(entry.student), file=_text(entry.label), sha256=entry.sha256,
-                  note=_text(row.note), max_score=f"{assignment.max_score:g}")
+    values.update(id=safe_cell(entry.student), file=safe_cell(entry.label), sha256=entry.sha256,
+                  note=safe_cell(row.note), max_score=f"{assignment.max_score:g}")
     if result is None:
-        values.update(total="0", status=str(Status.INVALID), message=_text(entry.problem))
+        values.update(total="0", status=str(Status.INVALID), message=safe_cell(entry.problem))
         return values
     for part in result.parts:
         if f"{part.name}_points" in values:
@@ -107,7 +100,7 @@ def row_values(row: Row, assignment: Assignment) -> dict[str, str]:
         if part is not None and metric in part.metrics:
             values[column] = f"{part.metrics[metric]:.4f}"
     values.update(total=f"{result.score:g}", max_score=f"{result.max_score:g}",
-                  status=str(result.status), message=_text(result.message))
+                  status=str(result.status), message=safe_cell(result.message))
     return values
 
 

