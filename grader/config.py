@@ -94,6 +94,16 @@ class Assignment:
                 return part
         raise KeyError(name)
 
+    def public_summary(self, metrics: Mapping[str, float]) -> str:
+        """The ranked metric on the public part, e.g. "weighted 81.0% on the public 50% of the
+        hidden test set (ORIG 80.0%, …)"; "" when ``metrics`` lacks it."""
+        name, _, metric = self.rank_by.partition(".")
+        if metric not in metrics:
+            return ""
+        splits = ", ".join(f"{k} {metrics[k]:.1%}" for k in self.part(name).weights if k in metrics)
+        return (f"{metric} {metrics[metric]:.1%} on the public {self.public_fraction:.0%} of the "
+                "hidden test set" + (f" ({splits})" if splits else ""))
+
     @property
     def sandbox_wall_s(self) -> float:
         """The longest one sandbox run may take: start-up plus every part's own limit."""

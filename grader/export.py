@@ -40,15 +40,12 @@ def hides_private(assignment: Assignment) -> bool:
 
 def _public_part_message(assignment: Assignment, part: PartResult, metrics: dict[str, float]) -> str:
     """The ranked part's message from public numbers (the judge's message names whole-split values)."""
-    name, metric = _ranked(assignment)
-    spec = assignment.part(name)
-    if metric not in metrics:
+    spec = assignment.part(_ranked(assignment)[0])
+    summary = assignment.public_summary(metrics)
+    if not summary:
         return f"{spec.title}: {part.score:g}/{part.max_score:g} points."
-    splits = ", ".join(f"{k} {metrics[k]:.1%}" for k in spec.weights if k in metrics)
-    return (f"{spec.title}: {part.score:g}/{part.max_score:g} points; {metric} {metrics[metric]:.1%} on "
-            f"the public {assignment.public_fraction:.0%} of the hidden test set"
-            + (f" ({splits})" if splits else "")
-            + "; the rest of the test set decides the final ranking.")
+    return (f"{spec.title}: {part.score:g}/{part.max_score:g} points; {summary}; the rest of the test "
+            "set decides the final ranking.")
 
 
 def _title(assignment: Assignment, name: str) -> str:

@@ -29,18 +29,12 @@ def ranked_part(spec: Assignment) -> str:
 
 def public_message(spec: Assignment, metrics: dict[str, float]) -> str:
     """The ranked part's message rebuilt from public numbers (the judge's names full values)."""
-    part = spec.part(ranked_part(spec))
-    metric = spec.rank_by.partition(".")[2]
-    if metric not in metrics:
+    summary = spec.public_summary(metrics)
+    if not summary:
         return ""
-    splits = ", ".join(f"{k} {metrics[k]:.1%}" for k in part.weights if k in metrics)
-    return (
-        f"{part.title}: {metric} {metrics[metric]:.1%} on the public "
-        f"{spec.public_fraction:.0%} of the hidden test set"
-        + (f" ({splits})" if splits else "")
-        + f"; the pass line is {part.threshold:.0%}. The rest of the test set decides the final "
-        "ranking and is shown when the board freezes."
-    )
+    part = spec.part(ranked_part(spec))
+    return (f"{part.title}: {summary}; the pass line is {part.threshold:.0%}. The rest of the test "
+            "set decides the final ranking and is shown when the board freezes.")
 
 
 def student_result(result: GradeResult, spec: Assignment, *, frozen: bool) -> dict[str, Any]:
