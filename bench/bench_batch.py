@@ -21,10 +21,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from grader.batch.run import sandbox_cpus
 from grader.config import Settings, load_assignment
 from grader.demo import SOLUTION_DIR, ensure_hidden_data, load_solution
 from grader.sandbox.base import available_cores
+from grader.share import sandbox_cpus
 
 GRADER = Path(sys.executable).with_name("grader")
 

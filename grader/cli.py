@@ -15,7 +15,7 @@ import click
 from grader import __version__
 from grader.batch.cli import batch, export, regrade
 from grader.config import Settings, load_assignment
-from grader.datasets.cli import build_tests
+from grader.datasets.cli import build_tests, sync_tests, verify_tests
 from grader.errors import GraderFault, SpecError
 from grader.report import format_result
 from grader.result import GradeResult
@@ -152,6 +152,8 @@ def _demo_web() -> Callable[..., None]:
 
 
 main.add_command(build_tests)
+main.add_command(sync_tests)
+main.add_command(verify_tests)
 main.add_command(batch)
 main.add_command(regrade)
 main.add_command(export)

@@ -276,6 +276,18 @@ def _default_home() -> Path:
     return Path(os.environ.get("GRADER_HOME", PROJECT_ROOT / "var"))
 
 
+def _number(env: Mapping[str, str], key: str, kind: type[int] | type[float]) -> Any:
+    """A non-negative number from the environment (0 when unset); SpecError naming the key."""
+    raw = env.get(key, "").strip()
+    try:
+        value = kind(raw) if raw else kind(0)
+    except ValueError:
+        raise SpecError(f"{key}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
+    if value < 0:
+        raise SpecError(f"{key}={raw!r} must not be negative")
+    return value
+
+
 @dataclass(frozen=True)
 class SandboxSettings:
     """How student code is run. ``backend``: ``bwrap`` (default), ``docker`` or ``local``."""
@@ -285,6 +297,8 @@ class SandboxSettings:
     require_cgroups: bool = True  # refuse to run without memory/pids limits
     docker_image: str = "cnn-grader-runner:latest"
     work_dir: Path | None = None  # where per-run folders are made; default: a temp dir
+    cpus: float = 0.0  # CPUs per sandbox; 0: the spec's limits.cpus, shared out among parallel jobs
+    memory_bytes: int = 0  # memory per sandbox; 0: the spec's limits.memory_bytes
 
 
 @dataclass(frozen=True)
@@ -310,6 +324,8 @@ class Settings:
             python=env.get("GRADER_SANDBOX_PYTHON", sys.executable),
             require_cgroups=env.get("GRADER_REQUIRE_CGROUPS", "1") not in ("0", "false", "no"),
             docker_image=env.get("GRADER_DOCKER_IMAGE", "cnn-grader-runner:latest"),
+            cpus=_number(env, "GRADER_SANDBOX_CPUS", float),
+            memory_bytes=_number(env, "GRADER_SANDBOX_MEMORY_BYTES", int),
         )
         values: dict[str, Any] = {
             "home": home,

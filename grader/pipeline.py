@@ -24,8 +24,10 @@ from grader.errors import GraderFault, SubmissionInvalid
 from grader.intake import Submission, intake, sha256_file
 from grader.judge import PartRun, combine, judge_classifier, judge_numpy, public_mask
 from grader.layer_tests import Case, build_cases, write_probes
+from grader.leftovers import sweep_once
 from grader.result import GradeResult, PartResult, Status
 from grader.sandbox import Mount, RunOutcome, RunRequest, SandboxLimits, get_sandbox
+from grader.sandbox.base import temp_prefix
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ def grade(
     ``GraderFault`` (missing data, broken sandbox) is raised for the caller to record.
     """
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="grade-", dir=settings.sandbox.work_dir))
+    sweep_once(settings.sandbox.work_dir)  # what a killed grader left in the work folder
+    work = Path(tempfile.mkdtemp(prefix=temp_prefix("grade"), dir=settings.sandbox.work_dir))
     try:
         try:
             submission = intake(archive, work / "submission", assignment=assignment)

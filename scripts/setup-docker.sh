@@ -5,7 +5,9 @@
 #   3. build the runner image from docker/ (default cnn-grader-runner:latest, or
 #      $GRADER_DOCKER_IMAGE) on a Debian bookworm base made locally with debootstrap, since no
 #      registry image can be pulled here. The debootstrap result is cached as a tarball in
-#      var/docker/, and the build is skipped when the image carries the hash of docker/.
+#      var/docker/, and the build is skipped when the image carries the hash of docker/. The base
+#      is also tagged cnn-grader-base:bookworm, the BASE_IMAGE of docker/compose.yaml's images
+#      here (GRADER_BASE_IMAGE; scripts/setup-compose.sh installs Compose).
 # Safe to run again: each step is skipped when its result is there. Exits non-zero with the
 # reason on the last line when the engine cannot start or the image cannot be built.
 set -euo pipefail
@@ -17,6 +19,7 @@ suite=bookworm
 cache=var/docker
 log_file=$cache/dockerd.log
 hash_label=org.cnn-grader.docker-hash
+base_alias=cnn-grader-base:$suite  # also given to the base image, for docker/compose.yaml
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'setup-docker: %s\n' "$*" >&2; exit 1; }
@@ -63,19 +66,19 @@ fi
 log "docker engine $(docker version --format '{{.Server.Version}}' 2>/dev/null) is running"
 
 # --- image -------------------------------------------------------------------------------------
-# The hash covers what goes into the image: every file of docker/ but the documentation.
-docker_hash=$(cd docker && find . -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum \
-  | sha256sum | cut -c1-16)
-built=$(docker image inspect "$image" --format "{{ index .Config.Labels \"$hash_label\" }}" \
-  2>/dev/null || true)
-if [ "$built" = "$docker_hash" ]; then
-  log "runner image $image is up to date (docker/ hash $docker_hash)"
-  exit 0
-fi
-
+# The hash covers what goes into the image: its Dockerfile and package list (the other files of
+# docker/ belong to compose.yaml's images).
+docker_hash=$(cd docker && sha256sum Dockerfile runner-packages.txt | sha256sum | cut -c1-16)
 package_list=$(grep -v '^#' docker/runner-packages.txt | paste -sd, -)
 package_hash=$(printf '%s %s %s' "$suite" "$mirror" "$package_list" | sha256sum | cut -c1-12)
 base=cnn-grader-base:$suite-$package_hash
+built=$(docker image inspect "$image" --format "{{ index .Config.Labels \"$hash_label\" }}" \
+  2>/dev/null || true)
+if [ "$built" = "$docker_hash" ] && docker image inspect "$base" >/dev/null 2>&1; then
+  docker tag "$base" "$base_alias"
+  log "runner image $image is up to date (docker/ hash $docker_hash); base $base_alias"
+  exit 0
+fi
 tarball=$cache/debootstrap-$suite-$package_hash.tar
 started=$(date +%s)
 if ! docker image inspect "$base" >/dev/null 2>&1; then
@@ -97,6 +100,8 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   log "importing $tarball as $base"
   docker import --message "debootstrap $suite minbase" "$tarball" "$base" >/dev/null
 fi
+# A stable name for the other images' BASE_IMAGE (docker/compose.yaml: GRADER_BASE_IMAGE).
+docker tag "$base" "$base_alias"
 
 log "building $image from docker/ on $base"
 # DOCKER_BUILDKIT=0: the classic builder is in every engine; BuildKit needs the buildx plugin.

@@ -25,8 +25,7 @@ from grader.config import Assignment
 from grader.datasets.manifest import load_manifest
 from grader.pipeline import grade
 from grader.result import GradeResult, Status
-from tests.conftest import QUICK_LIMITS_S, ROOT, SOLUTION, quick
-from tests.test_sandbox_docker import docker_unavailable
+from tests.conftest import ROOT, SOLUTION, quick
 
 GOOD_NUMPY = (SOLUTION / "numpy_nn.py").read_text()
 GOOD_CNN = (SOLUTION / "pytorch_cnn.py").read_text()
@@ -168,6 +167,25 @@ ATTACKS: dict[str, tuple[tuple[str, ...], dict[str, str], tuple[Status, str, boo
         "        continue\n    if any(a.endswith((b'pytest', b'dockerd', b'containerd', b'postgres'))\n"
         "           for a in cmd.split(b'\\0')):\n"
         "        seen.append(cmd[:80])\nreturn seen or open('/nonexistent')")}, BLOCKED),
+    # The host paths of the mounts (run folders, hidden data, the project) must not show in
+    # any command line, environment or open file inside: bwrap's own argv once held them all.
+    # The interpreter is bound at its own host path by design (SECURITY.md), so it is masked;
+    # the job's own argv must be seen, or the probe proves nothing.
+    "host paths in /proc/*/cmdline, environ, fds": (NP, {"numpy_nn.py": probe(
+        "import os, stat, sys\ntexts = []\nfor pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    for name in ('cmdline', 'environ'):\n        try:\n"
+        "            texts.append(open(f'/proc/{pid}/{name}', 'rb').read())\n"
+        "        except OSError:\n            pass\n"
+        "    try:\n        fds = os.listdir(f'/proc/{pid}/fd')\n    except OSError:\n        fds = []\n"
+        "    for fd in fds:\n        try:\n            path = f'/proc/{pid}/fd/{fd}'\n"
+        "            texts.append(os.readlink(path).encode())\n"
+        "            if stat.S_ISREG(os.stat(path).st_mode):\n"
+        "                with open(path, 'rb') as fh:\n                    texts.append(fh.read(2**20))\n"
+        "        except OSError:\n            pass\n"
+        "text = b'\\n'.join(texts).decode(errors='replace')\n"
+        "for prefix in {sys.prefix, sys.base_prefix}:\n    text = text.replace(prefix, '<python>')\n"
+        "if '/opt/runner/runner/__main__.py' not in text:\n    return 'nothing seen: ' + text[:200]\n"
+        "return [p for p in @HOSTPATHS@ if p in text] or open('/nonexistent')")}, BLOCKED),
     "host environment": (NP, {"numpy_nn.py": probe(
         "import os, glob\nvalues = list(os.environ.values())\n"
         "for path in glob.glob('/proc/*/environ'):\n    try:\n"
@@ -265,16 +283,6 @@ ATTACKS: dict[str, tuple[tuple[str, ...], dict[str, str], tuple[Status, str, boo
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(params=["bwrap", pytest.param("docker", marks=pytest.mark.docker)])
-def backend_settings(request: pytest.FixtureRequest, settings, tmp_path_factory):
-    """The test's settings with the sandbox backend set to bwrap, then docker."""
-    backend = request.param
-    if backend == "docker" and (reason := docker_unavailable(request.config)):
-        pytest.skip(reason)
-    sandbox = dataclasses.replace(settings.sandbox, backend=backend)
-    return dataclasses.replace(settings, sandbox=sandbox)
-
-
 def _serve(server: socket.socket) -> None:
     while True:
         try:
@@ -286,7 +294,7 @@ def _serve(server: socket.socket) -> None:
 
 
 @pytest.fixture(scope="module")
-def host(grader_home: Path):
+def host(grader_home: Path, tmp_path_factory: pytest.TempPathFactory):
     """Secrets on the host: files, a database, a concurrent job, TCP and abstract sockets."""
     sqlite = grader_home / "leaderboard.sqlite"
     with sqlite3.connect(sqlite) as db:
@@ -322,6 +330,9 @@ def host(grader_home: Path):
         "@WORKGLOB@": f"{tempfile.gettempdir()}/grade-*/submission/*.py",
         '"@PORT@"': str(tcp.getsockname()[1]), "'@PORT@'": str(tcp.getsockname()[1]),
         "@HOSTIP@": host_ip,
+        # grade()'s run folders, the sandboxes' own, pytest's (hidden data, zips), the project
+        "@HOSTPATHS@": repr([f"{tempfile.gettempdir()}/grade-", f"{tempfile.gettempdir()}/grader-",
+                             str(tmp_path_factory.getbasetemp()), str(grader_home), str(ROOT)]),
     }
     yield tokens
     tcp.close()
@@ -346,8 +357,31 @@ def assert_no_secret(result: GradeResult) -> None:
 # --------------------------------------------------------------------------- the attacks
 
 
-@pytest.mark.parametrize("attack", list(ATTACKS))
+# What these attacks forge is judged by the host from the files the job left in /out, the same
+# way whichever sandbox ran it: they run once, on bwrap. Every attack on the sandbox itself
+# (limits, files, processes, network, /proc, links planted in /out) runs on both backends.
+JUDGED_ON_THE_HOST = (
+    "fake done event then exit", "patched progress reports done", "garbage progress lines",
+    "prints a perfect score", "forged layer outputs after the run", "numpy comparisons patched",
+    "torch patched to agree", "predictions overwritten with zeros", "pickled predictions file",
+    "float predictions file", "wrong shape predictions file", "out of range class indices",
+    "classify returns NaN", "classify returns pickled objects", "classify returns a giant array",
+)
+# An attack that can only time out needs no room for real work: a short limit keeps it quick.
+SHORT_LIMITS_S = {"endless sleep in forward": 8.0}
+
+
+@pytest.mark.parametrize("attack", [a for a in ATTACKS if a not in JUDGED_ON_THE_HOST])
 def test_attack(attack, host, backend_settings, make_submission, assignment, monkeypatch):
+    check_attack(attack, host, backend_settings, make_submission, assignment, monkeypatch)
+
+
+@pytest.mark.parametrize("attack", JUDGED_ON_THE_HOST)
+def test_attack_judged_on_the_host(attack, host, settings, make_submission, assignment, monkeypatch):
+    check_attack(attack, host, settings, make_submission, assignment, monkeypatch)
+
+
+def check_attack(attack, host, backend_settings, make_submission, assignment, monkeypatch):
     names, files, (status, words, may_pass) = ATTACKS[attack]
     monkeypatch.setenv(ENV_MARKER, SECRET)
     overrides = {}
@@ -356,6 +390,10 @@ def test_attack(attack, host, backend_settings, make_submission, assignment, mon
             code = code.replace(token, value)
         overrides[filename.replace(".", "__")] = code
     spec = only(assignment, names)
+    if attack in SHORT_LIMITS_S:
+        spec = dataclasses.replace(spec, parts=tuple(
+            dataclasses.replace(p, time_limit_s=SHORT_LIMITS_S[attack]) for p in spec.parts))
+    limit_s = {p.name: p.time_limit_s for p in spec.parts}
     result = grade(make_submission(**overrides), spec, backend_settings)
     part = result.part(names[0])
     assert part is not None
@@ -367,7 +405,7 @@ def test_attack(attack, host, backend_settings, make_submission, assignment, mon
     if not may_pass:
         assert part.score < part.max_score, part.message
     if status is Status.TIMED_OUT:  # stopped at its own limit, not the sandbox's
-        assert QUICK_LIMITS_S[part.name] <= part.runtime_s < QUICK_LIMITS_S[part.name] + 5
+        assert limit_s[part.name] <= part.runtime_s < limit_s[part.name] + 5
     assert result.environment["backend"] == backend_settings.sandbox.backend
     assert_no_secret(result)
 

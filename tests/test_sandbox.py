@@ -24,6 +24,7 @@ import pytest
 from grader.config import SandboxSettings
 from grader.errors import GraderFault
 from grader.sandbox import Mount, RunOutcome, RunRequest, SandboxLimits, get_sandbox
+from grader.sandbox.base import available_cores
 from grader.sandbox.bwrap import BwrapSandbox
 from grader.sandbox.cgroups import (
     CgroupUnavailable,
@@ -36,7 +37,7 @@ from grader.sandbox.cgroups import (
 from grader.sandbox.docker import DockerSandbox
 from grader.sandbox.local import PATH_MAP_ENV, translate
 from grader.sandbox.process import HeadTail
-from tests.test_sandbox_docker import docker_unavailable
+from tests.conftest import docker_unavailable
 
 PY = Path(sys.executable)
 MiB = 2**20
@@ -142,13 +143,13 @@ def test_normal_run_writes_out_and_exits_zero(sandbox, tmp_path):
     assert not outcome.pids_exceeded
     assert outcome.backend == sandbox.name
     assert outcome.enforced["wall"].startswith("host timer")
+    # docker: read from the container's parent cgroup, which outlives the container
+    assert outcome.peak_memory_bytes
+    assert 0 < outcome.peak_memory_bytes < LIMITS.memory_bytes // 2
     if sandbox.name == "bwrap":
-        assert outcome.peak_memory_bytes
-        assert outcome.peak_memory_bytes > 0
         assert outcome.enforced["network"].startswith("netns")
         assert outcome.enforced["memory"].startswith("cgroup")
-    else:  # the engine removes the container's cgroup with it: no peak to read afterwards
-        assert outcome.peak_memory_bytes is None
+    else:
         assert outcome.enforced["network"].startswith("docker --network none")
         assert outcome.enforced["memory"].startswith("docker --memory")
 
@@ -263,9 +264,11 @@ def test_memory_bomb_is_out_of_memory(sandbox, tmp_path):
     assert outcome.out_of_memory
     assert outcome.signal == signal.SIGKILL
     assert "survived" not in outcome.stdout
-    if sandbox.name == "bwrap":  # docker reports no peak (see test_normal_run…)
-        assert outcome.peak_memory_bytes is not None
-        assert outcome.peak_memory_bytes <= LIMITS.memory_bytes
+    assert outcome.peak_memory_bytes is not None
+    # docker's peak is the container's parent cgroup's: it also counts the charges the kernel
+    # forces through (in batches of 64 pages) while the OOM-killed task exits
+    slack = {"bwrap": 0, "docker": available_cores() * 64 * 4096}[sandbox.name]
+    assert LIMITS.memory_bytes // 2 < outcome.peak_memory_bytes <= LIMITS.memory_bytes + slack
 
 
 def test_fork_bomb_is_contained(sandbox, tmp_path):
@@ -278,8 +281,7 @@ def test_fork_bomb_is_contained(sandbox, tmp_path):
 
     outcome = run(sandbox, tmp_path, code, marker, poll=poll,
                   limits=limits(wall_s=3, processes=16))
-    # docker cannot tell: the engine removes the cgroup that counted the hits with the container
-    assert outcome.pids_exceeded or sandbox.name == "docker"
+    assert outcome.pids_exceeded
     assert outcome.timed_out
     assert outcome.wall_s < 4.5
     assert not host_pids_with(marker)
@@ -295,7 +297,7 @@ def test_thread_bomb_is_contained(sandbox, tmp_path):
         "        n += 1\nexcept RuntimeError:\n    print(n)\n"
     )
     outcome = run(sandbox, tmp_path, code, limits=limits(processes=16))
-    assert outcome.pids_exceeded or sandbox.name == "docker"  # see test_fork_bomb_is_contained
+    assert outcome.pids_exceeded
     assert outcome.exit_code == 0
     assert int(outcome.stdout) < 16
 

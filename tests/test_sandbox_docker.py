@@ -8,6 +8,7 @@ with the script's reason.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,37 +25,16 @@ from grader.errors import GraderFault
 from grader.pipeline import grade
 from grader.result import Status
 from grader.sandbox import Mount, RunRequest, SandboxLimits, get_sandbox
+from grader.sandbox.cgroups import ENGINE_PARENT, read_mounts
 from grader.sandbox.docker import DockerSandbox
+from tests.conftest import docker_unavailable
 
-ROOT = Path(__file__).resolve().parent.parent
 PY = Path(sys.executable)
 MiB = 2**20
 LIMITS = SandboxLimits(wall_s=20, memory_bytes=256 * MiB, processes=32, output_bytes=8 * MiB,
                        tmp_bytes=8 * MiB, log_bytes=4096)
 
 pytestmark = pytest.mark.docker
-
-
-def docker_unavailable(config: pytest.Config) -> str:
-    """Why no engine with the runner image is here ("" when there is); set up once per session."""
-    # Kept on the session's config, not in a module cache: pytest imports this module, and
-    # test_sandbox.py imports it again as tests.test_sandbox_docker.
-    if not hasattr(config, "_grader_docker_unavailable"):
-        config._grader_docker_unavailable = _set_up_docker()  # type: ignore[attr-defined]
-    return config._grader_docker_unavailable  # type: ignore[attr-defined]
-
-
-def _set_up_docker() -> str:
-    env = dict(os.environ, GRADER_DOCKER_IMAGE=SandboxSettings().docker_image)
-    try:
-        done = subprocess.run(["bash", str(ROOT / "scripts" / "setup-docker.sh")], env=env,
-                              capture_output=True, text=True, timeout=1800, check=False)
-    except subprocess.TimeoutExpired:
-        return "scripts/setup-docker.sh did not finish within 30 minutes"
-    if done.returncode == 0:
-        return ""
-    lines = [line for line in done.stderr.splitlines() if line.strip()] or ["(no output)"]
-    return f"no docker engine: scripts/setup-docker.sh failed: {lines[-1]}"
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +59,16 @@ def request_for(tmp_path: Path, code: str, *, python: Path = PY) -> RunRequest:
     return RunRequest(argv=(str(python), "-c", code), python=python,
                       mounts=(Mount(submission, "/submission"),), output_dir=tmp_path / "out",
                       limits=LIMITS)
+
+
+def engine_parents(name_part: str) -> set[Path]:
+    """The containers' parent cgroups named ``name_part…``, in every hierarchy, existing now."""
+    found = set()
+    for mount in read_mounts():
+        parent = mount.mountpoint / ENGINE_PARENT
+        if mount.root == "/" and parent.is_dir():
+            found.update(p for p in parent.iterdir() if p.is_dir() and p.name.startswith(name_part))
+    return found
 
 
 def containers(box: DockerSandbox, name_part: str) -> list[str]:
@@ -182,11 +172,40 @@ def test_leftovers_of_a_dead_grader_are_removed(box, tmp_path):
                    "--label", f"org.cnn-grader.host={box.host}", "--network", "none",
                    box.image, "/bin/true")
     assert made.returncode == 0, made.stderr
+    parents = [m.mountpoint / ENGINE_PARENT / name.removeprefix("grader-")
+               for m in read_mounts() if m.fstype == "cgroup" and m.root == "/"]
+    for parent in parents:  # as a grader that died while its container ran leaves them
+        parent.mkdir(parents=True, exist_ok=True)
     try:
         assert name in box.remove_leftovers()
         assert not containers(box, name)
+        assert not [p for p in parents if p.exists()]
     finally:
         box.cli("rm", "--force", name)
+        for parent in parents:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+
+
+def test_the_containers_parent_cgroup_is_read_and_removed(box, tmp_path):
+    """The container's group lives below a parent of ours, read for the peak, then removed."""
+    if not box.cgroup_version:
+        pytest.skip("the engine's cgroup driver is not cgroupfs: no parent cgroup is named")
+    mine = f"run-{os.getpid()}-"
+    seen: dict[Path, set[str]] = {}
+
+    def poll(live_out: Path) -> None:
+        for parent in engine_parents(mine):
+            seen.setdefault(parent, set()).update(c.name for c in parent.iterdir() if c.is_dir())
+
+    outcome = box.run(request_for(tmp_path, "import time; x = b'1' * 2**26; time.sleep(1.5)"),
+                      poll=poll)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert seen
+    assert any(seen.values())  # the container's own group, below ours
+    assert not engine_parents(mine)
+    assert outcome.peak_memory_bytes is not None
+    assert 2**26 < outcome.peak_memory_bytes < LIMITS.memory_bytes
 
 
 # --------------------------------------------------------------------------- a full grade

@@ -14,12 +14,13 @@ from grader.batch import BatchError
 from grader.batch.csvout import Entry, Row, newest_per_student
 from grader.batch.discover import Found
 from grader.batch.progress import Progress
-from grader.batch.run import Outcome, Task, grade_safely, run_tasks, sandbox_cpus
+from grader.batch.run import Outcome, Task, grade_safely, run_tasks
 from grader.batch.store import Record, ResultsStore, Source, merge_sources
 from grader.config import Assignment, Settings
 from grader.datasets.manifest import Manifest
 from grader.intake import sha256_file
 from grader.result import GradeResult, Status
+from grader.share import spec_for_jobs
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,6 @@ def load_publisher() -> Publisher:
         raise BatchError("--publish needs the leaderboard (it declares the grader.publish entry point); "
                          "install this project with scripts/setup.sh, or leave out --publish")
     return found["record"].load()
-
-
-def spec_for_jobs(assignment: Assignment, jobs: int) -> tuple[Assignment, float]:
-    """The spec with each sandbox's CPU share cut so that ``jobs`` sandboxes fit the cores."""
-    cpus = sandbox_cpus(jobs, assignment.limits.cpus)
-    return replace(assignment, limits=replace(assignment.limits, cpus=cpus)), cpus
 
 
 @dataclass
@@ -93,7 +88,7 @@ class _Batch:
         self.publisher = publisher
         self.stream = stream
         self.echo = echo
-        self.graded_spec, self.cpus = spec_for_jobs(assignment, jobs)
+        self.graded_spec, self.cpus = spec_for_jobs(assignment, jobs, settings.sandbox)
         self.by_sha: dict[str, list[Found]] = {}
         self.sha_of: dict[int, str] = {}
         self.problems: dict[int, str] = {}
@@ -284,7 +279,7 @@ def regrade_store(
 ) -> Report:
     """Grade every zip of the store again under the current spec; old and new score per student."""
     report = Report()
-    graded_spec, cpus = spec_for_jobs(assignment, jobs)
+    graded_spec, cpus = spec_for_jobs(assignment, jobs, settings.sandbox)
     before: dict[str, Record] = {}
     tasks: list[Task] = []
     problems: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""Grading many zips at once: N threads each calling grade(), Ctrl-C, the CPU share per sandbox.
+"""Grading many zips at once: N threads each calling grade(), Ctrl-C.
 
 Threads are enough: the work happens in the sandbox subprocesses. Ctrl-C (or SIGTERM) lands
 in the main thread, which stops handing out zips and raises ``Cancelled`` inside each thread
@@ -28,7 +28,6 @@ from grader.config import Assignment, Settings
 from grader.datasets.manifest import Manifest
 from grader.errors import GraderFault
 from grader.result import GradeResult
-from grader.sandbox.base import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +58,6 @@ class Outcome:
     @property
     def seconds(self) -> float:
         return self.finished_at - self.started_at
-
-
-def sandbox_cpus(jobs: int, spec_cpus: float, cores: int | None = None) -> float:
-    """Each of ``jobs`` sandboxes gets ``max(1, cores // jobs)`` CPUs, and never more than the spec's
-    ``limits.cpus`` (the share the web worker gives, and the one its time limits assume)."""
-    share = max(1, (cores or available_cores()) // max(1, jobs))
-    return float(min(share, spec_cpus))
 
 
 def grade_safely(

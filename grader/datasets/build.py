@@ -68,7 +68,7 @@ def build_hidden_data(
     _check_counts(synthetic_counts, dogs_cats_dir is None)
     if dogs_cats_dir is not None and not Path(dogs_cats_dir).is_dir():
         raise DataBuildError(f"dogs-and-cats folder {dogs_cats_dir} does not exist")
-    _check_replaceable(out)
+    check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -93,7 +93,7 @@ def build_hidden_data(
         built_at = datetime.now(UTC).isoformat(timespec="seconds")
         write_manifest(tmp, datasets, files, built_at)
         load_manifest(tmp, verify=True)
-        _swap(tmp, out)
+        swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -109,7 +109,7 @@ def _check_counts(counts: Mapping[str, int], synthetic_used: bool) -> None:
         raise ValueError(f"every synthetic split needs at least 1 image, got {dict(counts)}")
 
 
-def _check_replaceable(out: Path) -> None:
+def check_replaceable(out: Path) -> None:
     """Refuse to replace anything that is not an earlier build (or an empty folder)."""
     if not out.exists():
         return
@@ -121,7 +121,7 @@ def _check_replaceable(out: Path) -> None:
         )
 
 
-def _swap(tmp: Path, out: Path) -> None:
+def swap_in(tmp: Path, out: Path) -> None:
     """Put the finished build at ``out``; an earlier build is moved aside, then removed."""
     if not out.exists():
         os.rename(tmp, out)

@@ -1,4 +1,5 @@
-"""The ``grader build-tests`` command: build the hidden test sets from raw data."""
+"""``grader build-tests`` builds the hidden test sets from raw data; ``sync-tests`` and
+``verify-tests`` give each grading machine a checked copy."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from pathlib import Path
 
 import click
 
-from grader.config import DEFAULT_ASSIGNMENT, Settings
+from grader.config import DEFAULT_ASSIGNMENT, Settings, load_assignment
 from grader.datasets.build import DEFAULT_SYNTHETIC_COUNTS, DOGS_CATS_SPLITS, build_hidden_data
 from grader.datasets.errors import DataBuildError
 from grader.datasets.fashion import DEFAULT_FASHION_DIR
+from grader.datasets.sync import fingerprint, sync_hidden_data, verified_copy
 from grader.datasets.synthetic import MAX_CLASSES
+from grader.errors import GraderFault, SpecError
 
 
 class BuildFailed(click.ClickException):
@@ -134,3 +137,65 @@ def build_tests(
             fg="yellow",
             bold=True,
         )
+
+
+def _default_set(ctx: click.Context) -> Path:
+    """``<GRADER_HOME>/hidden/<assignment>`` for the assignment the settings name."""
+    settings = ctx.obj.get("settings") if isinstance(ctx.obj, dict) else None
+    if not isinstance(settings, Settings):
+        settings = Settings.from_env()
+    try:
+        name = load_assignment(settings.assignment_path).name
+    except SpecError as exc:
+        raise BuildFailed(str(exc)) from None
+    return settings.data_dir / name
+
+
+@click.command("sync-tests")
+@click.argument("source", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="This machine's copy (replaced only once verified). Default: <GRADER_HOME>/hidden/<assignment>.",
+)
+@click.pass_context
+def sync_tests(ctx: click.Context, source: Path, dest: Path | None) -> None:
+    """Copy the hidden test data from SOURCE (a shared folder) and verify every file.
+
+    Run it on each grading machine after `grader build-tests` (or a rebuild) on the
+    machine that builds the data; workers refuse to start on data that does not verify.
+    """
+    dest = dest or _default_set(ctx)
+    start = time.monotonic()
+    try:
+        report = sync_hidden_data(source, dest)
+    except DataBuildError as exc:
+        raise BuildFailed(str(exc)) from None
+    except OSError as exc:
+        raise BuildFailed(f"cannot copy {source} to {dest}: {exc.strerror or exc}") from None
+    if report.up_to_date:
+        click.echo(f"{dest} is up to date ({report.kept} files verified).")
+    else:
+        click.echo(
+            f"Copied {report.copied} files ({report.bytes_copied / 2**20:.1f} MiB), kept {report.kept}, "
+            f"all verified, in {time.monotonic() - start:.1f}s: {dest}"
+        )
+    click.echo(f"fingerprint {report.fingerprint}")
+
+
+@click.command("verify-tests")
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def verify_tests(ctx: click.Context, folder: Path | None) -> None:
+    """Check every file of this machine's hidden test data against its manifest.
+
+    Prints the set's fingerprint: machines that print the same one grade on the same data.
+    """
+    folder = folder or _default_set(ctx)
+    try:
+        manifest = verified_copy(folder)
+    except GraderFault as exc:
+        raise BuildFailed(f"{folder}: {exc.message}") from None
+    click.echo(f"{folder}: {len(manifest.files)} files verified, built {manifest.built_at}")
+    click.echo(f"fingerprint {fingerprint(folder)}")

@@ -195,3 +195,36 @@ def cpu_quota(cpus: float) -> float | None:
 
 def cpu_unlimited_note() -> str:
     return f"not limited: all {available_cores()} cores (a quota would only throttle)"
+
+
+# --------------------------------------------------------------------------- temporary paths
+
+# What the grader makes in its work folder; see grader/leftovers.py for why names carry owners.
+TEMP_KINDS = ("grade", "grader-run", "grader-etc", "grader-local", "archive")
+
+
+def pid_namespace() -> str:
+    """This process's pid namespace (its inode number), "0" where /proc does not tell."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists in our pid namespace (one we may not signal counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_prefix(kind: str) -> str:
+    """The name prefix of a temporary path of ``kind`` made by this process:
+    ``<kind>-<pid namespace>.<pid>-``, so a later process can tell that its owner is gone."""
+    if kind not in TEMP_KINDS:
+        raise ValueError(f"unknown kind of temporary path: {kind}")
+    return f"{kind}-{pid_namespace()}.{os.getpid()}-"

@@ -5,6 +5,8 @@ minimal /etc, the interpreter's prefixes, the request's read-only mounts, a priv
 /proc (read-only) and /dev, size-limited tmpfs /tmp and /dev/shm, and /out. It runs as
 uid 65534 in fresh user, pid, network (loopback only), ipc, uts and cgroup namespaces
 with no capabilities, no_new_privs and no way to create further user namespaces.
+bwrap's options come from a memfd (``--args``): its command line, which the job can read as
+/proc/1/cmdline, holds only the job's own argv.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from grader.sandbox.base import (
     is_under,
     python_prefixes,
     refuse_writable_mounts,
+    temp_prefix,
 )
 from grader.sandbox.cgroups import PARENT_NAME, Cgroup, CgroupRoot, CgroupUnavailable, find_cgroups
 from grader.sandbox.outdir import PAGE, OutputFolder
@@ -98,7 +101,7 @@ class BwrapSandbox:
     def etc_dir(self) -> Path:
         """The made-up /etc files (passwd, group, nsswitch.conf, hosts), written once."""
         if self._etc is None or not self._etc.is_dir():
-            etc = Path(tempfile.mkdtemp(prefix="grader-etc-", dir=self.work_dir))
+            etc = Path(tempfile.mkdtemp(prefix=temp_prefix("grader-etc"), dir=self.work_dir))
             for name, text in GENERATED_ETC.items():
                 (etc / name).write_text(text)
                 (etc / name).chmod(0o444)
@@ -144,10 +147,10 @@ class _Job:
 
     # ------------------------------------------------------------------ set-up
 
-    def _argv(self, out_source: Path, status_fd: int) -> list[str]:
+    def _options(self, out_source: Path, status_fd: int) -> list[str]:
+        """bwrap's options (read from a file descriptor with ``--args``, so never on its argv)."""
         request, limits = self.request, self.limits
         args = [
-            self.sandbox.bwrap,
             "--unshare-all", "--unshare-user", "--disable-userns",
             "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
@@ -189,8 +192,27 @@ class _Job:
         args += ["--bind", os.fspath(out_source), OUT_TARGET]
         # /proc read-only: the job is host uid 0 in its user namespace, and /proc/sys files
         # owned by host root would otherwise be writable to it.
-        args += ["--remount-ro", "/proc", "--remount-ro", "/", "--chdir", request.cwd, "--"]
-        return args + list(request.argv)
+        args += ["--remount-ro", "/proc", "--remount-ro", "/", "--chdir", request.cwd]
+        return args
+
+    def _options_fd(self, options: list[str]) -> int:
+        """A memfd holding ``options`` NUL-separated, for ``bwrap --args FD``.
+
+        bwrap's pid 1 inside the sandbox is a fork of bwrap, so whatever is on its command
+        line (the host paths of every mount, the environment) is readable as /proc/1/cmdline.
+        bwrap reads the fd to the end and closes it before the job starts.
+        """
+        fd = os.memfd_create("bwrap-args", os.MFD_CLOEXEC)
+        try:
+            data = b"".join(os.fsencode(arg) + b"\0" for arg in options)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.lseek(fd, 0, os.SEEK_SET)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
 
     def _rlimits(self) -> list[tuple[int, int]]:
         limits = [
@@ -245,7 +267,13 @@ class _Job:
         self._make_cgroup()
         status_r, status_w = os.pipe()
         self.status_r = status_r
-        argv = self._argv(out_source, status_w)
+        try:
+            options_fd = self._options_fd(self._options(out_source, status_w))
+        except OSError as exc:
+            os.close(status_w)
+            raise GraderFault(f"cannot pass the sandbox's options to bubblewrap: {exc}") from exc
+        # Only the job's own argv (paths as seen inside) is on the command line.
+        argv = [self.sandbox.bwrap, "--args", str(options_fd), "--", *self.request.argv]
         procs_fds = [os.open(f, os.O_WRONLY | os.O_CLOEXEC)
                      for f in (self.cgroup.procs_files() if self.cgroup else ())]
         set_rlimits = rlimit_setter(self._rlimits())
@@ -259,13 +287,14 @@ class _Job:
         try:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env={}, cwd="/", preexec_fn=preexec, pass_fds=(status_w,),
+                env={}, cwd="/", preexec_fn=preexec, pass_fds=(status_w, options_fd),
                 start_new_session=True,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise GraderFault(f"could not start bubblewrap: {exc}") from exc
         finally:
             os.close(status_w)
+            os.close(options_fd)
             for fd in procs_fds:
                 os.close(fd)
         watch = supervise(self.proc, started=started, wall_s=self.limits.wall_s,

@@ -117,6 +117,12 @@ def read_mounts(path: Path = Path("/proc/self/mountinfo")) -> list[MountEntry]:
     return mounts
 
 
+def mount_points(path: Path = Path("/proc/self/mountinfo")) -> list[Path]:
+    """Every mount point of this mount namespace."""
+    lines = (_read(path) or "").splitlines()
+    return [Path(_unescape(line.split()[4])) for line in lines if len(line.split()) > 4]
+
+
 def read_own_cgroups(path: Path = Path("/proc/self/cgroup")) -> dict[str, str]:
     """Controller -> this process's cgroup path; the cgroup v2 entry is under key ``""``."""
     own: dict[str, str] = {}
@@ -552,3 +558,74 @@ def find_cgroups(
     except CgroupUnavailable as exc:
         reasons.append(str(exc))
         raise CgroupUnavailable("; ".join(reasons)) from None
+
+
+# --------------------------------------------------------------------------- a container's parent
+
+ENGINE_PARENT = "grader-docker"  # below each hierarchy's root, as the docker engine names paths
+
+
+class EngineParent:
+    """The parent cgroup of one container, named by us (``docker --cgroup-parent``).
+
+    The engine makes a container's group, and removes it with the container, so its counters
+    are gone when the run ends. With the cgroupfs driver the runtime creates the named parent
+    (in every hierarchy) and removes only the container's own group below it: the parent's
+    hierarchical counters outlive the container. Read them, then remove the parent.
+    """
+
+    def __init__(self, name: str, version: str, *,
+                 mountinfo: Path = Path("/proc/self/mountinfo")) -> None:
+        self.path = f"/{ENGINE_PARENT}/{name}"
+        self.version = version  # the engine's cgroup version, "1" or "2"
+        # Only hierarchies mounted at their root map an engine path onto our file system.
+        self.mounts = [m for m in read_mounts(mountinfo) if m.root == "/"]
+
+    def _dir(self, controller: str) -> Path | None:
+        fstype = "cgroup2" if self.version == "2" else "cgroup"
+        for mount in self.mounts:
+            if mount.fstype == fstype and (fstype == "cgroup2" or controller in mount.super_options):
+                return mount.mountpoint / self.path.lstrip("/")
+        return None
+
+    def stats(self, processes: int) -> CgroupStats | None:
+        """Peak memory and pids-limit hits of the finished container; None if not readable.
+
+        cgroup v1 counts a refused fork in the forking task's own group (gone with the
+        container), so there a process peak at the limit counts as hitting it.
+        """
+        memory, pids = self._dir("memory"), self._dir("pids")
+        if memory is None or pids is None or not memory.is_dir():
+            return None
+        if self.version == "2":
+            peak = _read_int(memory / "memory.peak")
+            oom_kills = _read_keyed(memory / "memory.events", "oom_kill")
+        else:
+            peak = _read_int(memory / "memory.max_usage_in_bytes")
+            oom_kills = 0  # counted in the container's own group only
+        pids_peak = _read_int(pids / "pids.peak") or 0
+        hits = max(_read_keyed(pids / "pids.events", "max"), int(pids_peak >= processes))
+        return CgroupStats(oom_kills=oom_kills, memory_limit_hits=0, pids_limit_hits=hits,
+                           peak_memory_bytes=peak or None)
+
+    def remove(self, timeout_s: float = 2.0) -> bool:
+        """Remove the parent from every hierarchy (the engine has removed the container's group)."""
+        return all([_rmdir(m.mountpoint / self.path.lstrip("/"), timeout_s) for m in self.mounts])
+
+
+def engine_parents_usable(version: str, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
+    """Whether we see, and may remove, the parents the runtime makes: every hierarchy of the
+    engine's cgroup version mounted at its root and writable (not so inside most containers)."""
+    mounts = [m for m in read_mounts(mountinfo) if m.fstype == ("cgroup2" if version == "2"
+                                                                 else "cgroup")]
+    needed = {"memory", "pids"} if version != "2" else set()
+    seen = set().union(*(m.super_options for m in mounts)) if mounts else set()
+    return bool(mounts) and needed <= seen and all(
+        m.root == "/" and os.access(m.mountpoint, os.W_OK) for m in mounts)
+
+
+def sweep_engine_parents(mountinfo: Path = Path("/proc/self/mountinfo")) -> None:
+    """Remove the containers' parents left by grader processes that no longer exist."""
+    for mount in read_mounts(mountinfo):
+        if mount.root == "/":
+            _sweep(mount.mountpoint / ENGINE_PARENT)

@@ -16,10 +16,13 @@ container. The container is removed by ``--rm``, or by ``docker rm --force`` on 
 path; containers are named ``grader-run-<pid>-…`` and labelled, so those of a grader process
 that died are found and removed when the next sandbox is made.
 
-Differences from bwrap: an OOM kill is learnt from the engine's ``oom`` event; the engine
-removes a container's cgroup together with it, so peak memory and pids-limit hits are not
-reported (``peak_memory_bytes`` None, ``pids_exceeded`` False); the engine, the grader and
-every mounted path must be on the same machine and file system view.
+Differences from bwrap: an OOM kill is learnt from the engine's ``oom`` event. The engine
+removes a container's cgroup together with it, so with the ``cgroupfs`` driver each container
+gets a parent cgroup named by us (``--cgroup-parent``, see ``cgroups.EngineParent``) whose
+counters outlive it: peak memory, and on cgroup v1 a process peak at the limit as a hit of
+it. With the ``systemd`` driver neither is reported (``peak_memory_bytes`` None,
+``pids_exceeded`` False). The engine, the grader and every mounted path must be on the same
+machine and file system view.
 """
 
 from __future__ import annotations
@@ -52,10 +55,17 @@ from grader.sandbox.base import (
     cpu_unlimited_note,
     default_env,
     is_under,
+    process_alive,
     python_prefixes,
     refuse_writable_mounts,
 )
-from grader.sandbox.cgroups import run_name
+from grader.sandbox.cgroups import (
+    CgroupStats,
+    EngineParent,
+    engine_parents_usable,
+    run_name,
+    sweep_engine_parents,
+)
 from grader.sandbox.outdir import PAGE, OutputFolder
 from grader.sandbox.process import bind_poll, exit_status, supervise
 
@@ -121,16 +131,6 @@ def _owner_pid(name: str) -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def _check_readable(source: str) -> None:
     """The job's uid is a real host uid here (bwrap maps it to ours): mounts must let it read."""
     try:
@@ -169,6 +169,14 @@ class DockerSandbox:
         except ValueError:
             labels = {}
         self.image_python = str(labels.get(PYTHON_LABEL) or "")
+        info = self.cli("info", "--format", "{{.CgroupDriver}} {{.CgroupVersion}}")
+        driver, _, version = info.stdout.strip().partition(" ")
+        # The version whose parent cgroups we name, read and remove (as root, since the runtime
+        # makes them as root, in the host's hierarchies); "" when we cannot: systemd driver, not
+        # root, or the hierarchies are not ours to see whole (a grader inside a container).
+        usable = (info.returncode == 0 and driver == "cgroupfs" and os.geteuid() == 0
+                  and engine_parents_usable(version))
+        self.cgroup_version = version if usable else ""
         engine = os.environ.get("DOCKER_HOST", "")
         if engine not in _swept:
             _swept.add(engine)
@@ -193,12 +201,13 @@ class DockerSandbox:
         for line in listed.stdout.splitlines():
             name, _, host = line.partition("\t")
             pid = _owner_pid(name)
-            if host == self.host and pid is not None and not _alive(pid):
+            if host == self.host and pid is not None and not process_alive(pid):
                 stale.append(name)
         if stale:
             logger.warning("removing %d container(s) left by grader processes that died: %s",
                            len(stale), ", ".join(stale))
             self.cli("rm", "--force", *stale)
+        sweep_engine_parents()
         return stale
 
     def interpreter_mounts(self, python: Path) -> tuple[str, ...]:
@@ -239,7 +248,9 @@ class _Job:
         self.request = request
         self.interpreter = interpreter
         self.limits = request.limits
-        self.container = NAME_PREFIX + run_name()
+        name = run_name()
+        self.container = NAME_PREFIX + name
+        self.cgroup = EngineParent(name, sandbox.cgroup_version) if sandbox.cgroup_version else None
         self.out = OutputFolder(request.output_dir, work_dir=sandbox.work_dir,
                                 limit_bytes=self.limits.output_bytes, can_mount=sandbox.can_mount)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -276,6 +287,7 @@ class _Job:
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "--memory", str(limits.memory_bytes), "--memory-swap", str(limits.memory_bytes),
             "--pids-limit", str(limits.processes),
+            *(("--cgroup-parent", self.cgroup.path) if self.cgroup is not None else ()),
             *(("--cpus", f"{self.cpus:g}") if self.cpus is not None else ()),
             "--ulimit", "core=0:0", "--ulimit", f"fsize={fsize}:{fsize}",
             "--ulimit", f"nofile={OPEN_FILES}:{OPEN_FILES}",
@@ -328,6 +340,7 @@ class _Job:
         self.removed = "destroy" in events
         if not self.removed:  # the client was killed or lost the engine: the container may live
             self._remove()
+        stats = self._cgroup_stats()
         report = self.out.collect()
         stderr = watch.stderr.text()
         died = events.get("die", "")
@@ -347,11 +360,11 @@ class _Job:
             stopped_reason=watch.stopped_reason,
             out_of_memory=out_of_memory,
             output_exceeded=report.exceeded or sig == signal.SIGXFSZ,
-            pids_exceeded=False,  # the engine removes the cgroup that counted it
+            pids_exceeded=stats is not None and stats.pids_limit_hits > 0,
             stdout=watch.stdout.text(),
             stderr=stderr,
             wall_s=watch.wall_s,
-            peak_memory_bytes=None,
+            peak_memory_bytes=stats.peak_memory_bytes if stats is not None else None,
             enforced=dict(self.enforced),
         )
 
@@ -377,6 +390,16 @@ class _Job:
             events[action] = value.strip()
         return events
 
+    def _cgroup_stats(self) -> CgroupStats | None:
+        """Read the container's parent cgroup (the container is gone by now), then remove it."""
+        cgroup, self.cgroup = self.cgroup, None
+        if cgroup is None:
+            return None
+        stats = cgroup.stats(self.limits.processes)
+        if not cgroup.remove():
+            logger.warning("cannot remove the parent cgroup %s of %s", cgroup.path, self.container)
+        return stats
+
     def _remove(self) -> None:
         done = self.sandbox.cli("rm", "--force", self.container)
         if done.returncode != 0 and "No such container" not in done.stderr:
@@ -396,4 +419,6 @@ class _Job:
                 self._remove()
             except GraderFault:
                 logger.exception("sandbox cleanup")
+        if self.cgroup is not None and self.removed:
+            self._cgroup_stats()
         self.out.release()

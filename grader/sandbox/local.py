@@ -27,7 +27,15 @@ from pathlib import Path
 
 from grader.config import SandboxSettings
 from grader.errors import GraderFault
-from grader.sandbox.base import OUT_TARGET, Poll, RunOutcome, RunRequest, check_request, default_env
+from grader.sandbox.base import (
+    OUT_TARGET,
+    Poll,
+    RunOutcome,
+    RunRequest,
+    check_request,
+    default_env,
+    temp_prefix,
+)
 from grader.sandbox.outdir import sweep_in_place
 from grader.sandbox.process import bind_poll, rlimit_setter, supervise
 
@@ -69,7 +77,7 @@ class LocalSandbox:
         _warn_once()
         check_request(request)
         request.output_dir.mkdir(parents=True, exist_ok=True)
-        private_tmp = Path(tempfile.mkdtemp(prefix="grader-local-", dir=self.work_dir))
+        private_tmp = Path(tempfile.mkdtemp(prefix=temp_prefix("grader-local"), dir=self.work_dir))
         try:
             return self._run(request, private_tmp, poll)
         finally:

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.sandbox.base import temp_prefix
+
 logger = logging.getLogger(__name__)
 
 MAX_OUTPUT_ENTRIES = 4096  # files + folders /out may hold (the tmpfs inode limit)
@@ -217,7 +219,7 @@ class OutputFolder:
     def __init__(self, output_dir: Path, *, work_dir: Path | None, limit_bytes: int,
                  can_mount: bool) -> None:
         self.output_dir = output_dir
-        self.mount_point = Path(tempfile.mkdtemp(prefix="grader-run-", dir=work_dir))
+        self.mount_point = Path(tempfile.mkdtemp(prefix=temp_prefix("grader-run"), dir=work_dir))
         self.limit_bytes = limit_bytes
         self.can_mount = can_mount
         self.mounted: Path | None = None
