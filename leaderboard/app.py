@@ -96,7 +96,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
         log.info("database not initialised yet; run `flask --app leaderboard init-db`")
 
     from leaderboard import commands, security
-    from leaderboard.views import api, auth, staff, student
+    from leaderboard.views import api, auth, internal, staff, student
 
     security.init_app(app)
     app.register_blueprint(board.bp)
@@ -104,5 +104,6 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     app.register_blueprint(student.bp)
     app.register_blueprint(staff.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(internal.bp)
     commands.init_app(app)
     return app

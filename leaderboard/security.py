@@ -71,7 +71,7 @@ def _headers(response: Response) -> Response:
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path.endswith(".json")
+    return request.path.startswith(("/api/", "/internal/")) or request.path.endswith(".json")
 
 
 def _error(exc: HTTPException) -> tuple[Response | str, int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.config import Settings
+from grader.errors import SpecError
 
 ENV_PREFIX = "LEADERBOARD_"
 
@@ -55,7 +56,8 @@ class WebSettings:
     sweep_interval_s: float = 15.0  # how often a worker looks for stuck or lost submissions
     lost_after_s: float = 120.0  # queued this long and not in the queue: enqueue again
     max_grading_attempts: int = 3  # runs of one submission before it is a grader fault
-    worker_threads: int = 1
+    worker_threads: int = 1  # submissions one worker process grades at once
+    archive_url: str = ""  # the web app's address, for workers without the upload folder
     flag_upload_count: int = 40  # flag students with more uploads than this
     flag_score_jump: float = 0.25  # flag a rise of the ranked value by more than this at once
     auto_freeze: bool = True  # freeze the board at the bonus deadline by itself
@@ -101,10 +103,12 @@ class WebSettings:
             default = f.default
             if isinstance(default, bool):
                 values[f.name] = raw.lower() not in ("0", "false", "no", "")
-            elif isinstance(default, int):
-                values[f.name] = int(raw)
-            elif isinstance(default, float):
-                values[f.name] = float(raw)
+            elif isinstance(default, int | float):
+                try:
+                    values[f.name] = type(default)(raw)
+                except ValueError:
+                    kind = "a whole number" if isinstance(default, int) else "a number"
+                    raise SpecError(f"{key}={raw!r} is not {kind}") from None
             else:
                 values[f.name] = raw
         values.update(overrides)

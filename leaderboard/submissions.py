@@ -254,6 +254,7 @@ class Claim:
     archive_key: str
     attempt: int
     regrade: bool
+    archive_sha256: str = ""
 
 
 def claim(engine: Engine, *, submission_id: int, worker: str, max_attempts: int) -> Claim | None:
@@ -281,7 +282,10 @@ def claim(engine: Engine, *, submission_id: int, worker: str, max_attempts: int)
             return None
         sub = session.get(Submission, submission_id)
         assert sub is not None
-        return Claim(submission_id, token, sub.archive_key, sub.grading_attempts, sub.result_id is not None)
+        return Claim(
+            submission_id, token, sub.archive_key, sub.grading_attempts, sub.result_id is not None,
+            sub.archive_sha256,
+        )
 
 
 def heartbeat(engine: Engine, *, claims: Iterable[Claim]) -> None:

@@ -24,8 +24,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from grader.config import Assignment, load_assignment
-from grader.errors import GraderFault
+from grader.datasets.manifest import MANIFEST_NAME, NOT_BUILT, Manifest, load_manifest
+from grader.datasets.sync import fingerprint
+from grader.errors import GraderFault, SpecError
+from grader.leftovers import sweep_once
 from grader.result import GradeResult, Status
+from grader.share import spec_for_jobs
+from leaderboard.archives import archive_for
 from leaderboard.db import make_engine, session_scope
 from leaderboard.models import AssignmentRow, WorkerBeat, utcnow
 from leaderboard.ranking import maybe_auto_freeze
@@ -45,15 +50,59 @@ from leaderboard.tasks import GradingQueue
 log = logging.getLogger(__name__)
 
 
+class WorkerSetupError(click.ClickException):
+    """The worker cannot start (a wrong setting, hidden data missing or damaged); exit code 2."""
+
+    exit_code = 2
+
+
+class HiddenData:
+    """This machine's hidden test data: verified when the worker starts and whenever its
+    manifest changes (``grader sync-tests`` replaced it), not on every job."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._manifest: Manifest | None = None
+        self.current()
+
+    def current(self) -> Manifest:
+        """The verified manifest; GraderFault when the data no longer verifies."""
+        try:
+            st = (self.root / MANIFEST_NAME).stat()
+        except OSError as exc:
+            raise GraderFault(NOT_BUILT, detail=f"{self.root / MANIFEST_NAME}: {exc}") from None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if self._manifest is None or stamp != self._stamp:
+                self._manifest = load_manifest(self.root, verify=True)
+                self._stamp = stamp
+                log.info("hidden data %s verified, fingerprint %s", self.root, fingerprint(self.root))
+            return self._manifest
+
+
 class Grader:
     """Grades submissions by id for one worker process; safe to call from several threads."""
 
-    def __init__(self, settings: WebSettings, queue: GradingQueue, *, name: str = "") -> None:
+    def __init__(
+        self, settings: WebSettings, queue: GradingQueue, *, name: str = "", threads: int = 1
+    ) -> None:
         self.settings = settings
         self.queue = queue
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self.engine: Engine = make_engine(settings.db_url)
         self.spec: Assignment = load_assignment(settings.grader.assignment_path)
+        # Each of the `threads` sandboxes gets its share of the cores (or the set CPUs/memory).
+        self.graded_spec, self.cpus = spec_for_jobs(self.spec, threads, settings.grader.sandbox)
+        try:
+            self.hidden = HiddenData(settings.grader.data_dir / self.spec.name)
+        except (GraderFault, OSError) as exc:
+            message = exc.message if isinstance(exc, GraderFault) else str(exc)
+            raise WorkerSetupError(
+                f"this machine's hidden test data cannot be used: {message} "
+                "On a worker machine, copy it with `grader sync-tests SHARED_FOLDER`."
+            ) from None
+        self.engine: Engine = make_engine(settings.db_url)
         self._lock = threading.Lock()
         self._active: dict[int, Claim] = {}
         self.graded = 0
@@ -98,14 +147,11 @@ class Grader:
     def _grade(self, taken: Claim) -> GradeResult:
         from grader.pipeline import grade  # heavy (numpy, the sandbox); only workers need it
 
-        archive = self.settings.upload_dir / f"{taken.archive_key}.zip"
         try:
-            if not archive.is_file():
-                raise GraderFault(
-                    "The uploaded file is missing on the grading machine.",
-                    detail=f"no archive at {archive}",
-                )
-            return grade(Path(archive), self.spec, self.settings.grader)
+            manifest = self.hidden.current()
+            max_bytes = self.settings.max_upload_bytes or self.spec.limits.upload_bytes
+            with archive_for(taken, self.settings, max_bytes=max_bytes) as archive:
+                return grade(archive, self.graded_spec, self.settings.grader, manifest=manifest)
         except GraderFault as exc:
             log.error("submission %s: grader fault: %s\n%s", taken.submission_id, exc.message, exc.detail)
             return self._fault(exc.message, exc.detail)
@@ -188,32 +234,48 @@ def _housekeeping(grader: Grader, stop: threading.Event) -> None:
 
 def run_worker(settings: WebSettings, *, threads: int | None = None) -> None:
     """Run a Huey consumer that grades until SIGINT/SIGTERM."""
+    threads = threads or settings.worker_threads
     queue = GradingQueue(settings)
-    grader = Grader(settings, queue)
+    sweep_once(settings.grader.sandbox.work_dir)  # run folders of a worker killed on this machine
+    grader = Grader(settings, queue, threads=threads)
     queue.bind(grader.grade_one)
     stop = threading.Event()
     keeper = threading.Thread(target=_housekeeping, args=(grader, stop), name="heartbeat", daemon=True)
     keeper.start()
     consumer = queue.huey.create_consumer(
-        workers=threads or settings.worker_threads,
+        workers=threads,
         worker_type="thread",
         periodic=False,
         initial_delay=0.1,
         backoff=1.15,
-        max_delay=1.0,
+        max_delay=0.25,  # an idle queue without blocking reads (SQLite) is polled this often
         check_worker_health=True,
     )
     log.info(
-        "worker %s: grading %s from %s",
+        "worker %s: grading %s from %s, %d at once, %g CPUs and %d MiB per sandbox, "
+        "archives from %s",
         grader.name,
         grader.spec.name,
-        settings.queue_url or settings.queue_file,
+        _redacted(settings.queue_url) or settings.queue_file,
+        threads,
+        grader.cpus,
+        grader.graded_spec.limits.memory_bytes // 2**20,
+        settings.archive_url or settings.upload_dir,
     )
     try:
         consumer.run()
     finally:
         stop.set()
         keeper.join(timeout=5)
+
+
+def _redacted(url: str) -> str:
+    """A URL without its password, for the log."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 @click.command("worker")
@@ -232,4 +294,8 @@ def worker(threads: int | None, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("leaderboard").setLevel(logging.INFO)
-    run_worker(WebSettings.from_env().with_keys(), threads=threads)
+    try:
+        settings = WebSettings.from_env().with_keys()
+    except SpecError as exc:
+        raise WorkerSetupError(f"a setting is wrong: {exc}") from None
+    run_worker(settings, threads=threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import secrets
@@ -16,9 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import Session, func, select
+
 from grader.config import SandboxSettings, Settings
 from leaderboard.accounts import RosterEntry, create_instructor, import_roster, student_secret
 from leaderboard.db import make_engine, session_scope, upgrade
+from leaderboard.models import Result
 from leaderboard.settings import WebSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,3 +240,32 @@ def close_stack(stack: Stack) -> None:
     with contextlib.suppress(Exception):
         stack.app.extensions["leaderboard"].queue.flush()
     stack.app.extensions["leaderboard"].engine.dispose()
+
+
+# --------------------------------------------------------------------------- uploads, waiting
+
+TERMINAL = {"graded", "invalid", "crashed", "timed_out", "out_of_memory", "grader_fault"}
+
+
+def api_upload(stack: Stack, secret: str, body: bytes, name: str = "sub.zip") -> Any:
+    client = stack.app.test_client()
+    return client.post(
+        "/api/submissions",
+        data={"file": (io.BytesIO(body), name)},
+        headers={"Authorization": f"Bearer {secret}"},
+        content_type="multipart/form-data",
+    )
+
+
+def wait_done(stack: Stack, ids: list[int], timeout_s: float = 150) -> dict[int, str]:
+    def done() -> dict[int, str] | None:
+        statuses = stack.statuses()
+        mine = {i: statuses.get(i, "missing") for i in ids}
+        return mine if all(s in TERMINAL for s in mine.values()) else None
+
+    return stack.wait_for(done, timeout_s=timeout_s, what=f"submissions {ids} to be graded")
+
+
+def results_of(stack: Stack, sub_id: int) -> int:
+    with Session(stack.engine) as session:
+        return session.exec(select(func.count(Result.id)).where(Result.submission_id == sub_id)).one()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from leaderboard.submissions import accept_upload, claim, ensure_assignment, sto
 from leaderboard.tasks import GradingQueue
 from leaderboard.worker import Grader
 from tests.leaderboard.factories import tiny_zip
-from tests.leaderboard.helpers import Roster
+from tests.leaderboard.helpers import Roster, grader_settings
 
 
 def _queued(grader: Grader, student_id: int) -> int:
@@ -45,9 +46,12 @@ def _age(grader: Grader, sub_id: int, **columns: Any) -> None:
 
 
 def test_sweep_requeues_silent_runs_finds_lost_jobs_and_stops_loops(
-    web_settings: WebSettings, roster: Roster, request: pytest.FixtureRequest
+    web_settings: WebSettings, roster: Roster, request: pytest.FixtureRequest, grader_home: Path
 ) -> None:
-    settings = replace(web_settings, stale_after_s=30, lost_after_s=60, max_grading_attempts=2)
+    settings = replace(
+        web_settings, grader=grader_settings(grader_home), stale_after_s=30, lost_after_s=60,
+        max_grading_attempts=2,
+    )
     queue = GradingQueue(settings)
     grader = Grader(settings, queue, name="test-worker")
     request.addfinalizer(grader.close)
@@ -92,14 +96,14 @@ def test_sweep_requeues_silent_runs_finds_lost_jobs_and_stops_loops(
 
 
 def test_a_stale_worker_cannot_record_over_the_new_run(
-    web_settings: WebSettings, roster: Roster, request: pytest.FixtureRequest
+    web_settings: WebSettings, roster: Roster, request: pytest.FixtureRequest, grader_home: Path
 ) -> None:
     """The old claim's result is discarded once the submission was re-queued and re-claimed."""
     from grader.result import GradeResult
     from leaderboard.submissions import record_result
     from tests.leaderboard.factories import result_data
 
-    settings = replace(web_settings, stale_after_s=30)
+    settings = replace(web_settings, grader=grader_settings(grader_home), stale_after_s=30)
     grader = Grader(settings, GradingQueue(settings))
     request.addfinalizer(grader.close)
     sub_id = _queued(grader, roster.ids["s001"])

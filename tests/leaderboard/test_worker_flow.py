@@ -3,7 +3,6 @@ SQLite database + Huey on SQLite, and PostgreSQL + Huey on Redis."""
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import urllib.error
@@ -11,39 +10,12 @@ import urllib.request
 from typing import Any
 
 import pytest
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
-from leaderboard.models import Result, Submission
-from tests.leaderboard.helpers import Stack, sign_in
+from leaderboard.models import Submission
+from tests.leaderboard.helpers import Stack, api_upload, results_of, sign_in, wait_done
 
 pytestmark = pytest.mark.slow
-
-TERMINAL = {"graded", "invalid", "crashed", "timed_out", "out_of_memory", "grader_fault"}
-
-
-def api_upload(stack: Stack, secret: str, body: bytes, name: str = "sub.zip") -> Any:
-    client = stack.app.test_client()
-    return client.post(
-        "/api/submissions",
-        data={"file": (io.BytesIO(body), name)},
-        headers={"Authorization": f"Bearer {secret}"},
-        content_type="multipart/form-data",
-    )
-
-
-def wait_done(stack: Stack, ids: list[int], timeout_s: float = 150) -> dict[int, str]:
-    def done() -> dict[int, str] | None:
-        statuses = stack.statuses()
-        mine = {i: statuses.get(i, "missing") for i in ids}
-        return mine if all(s in TERMINAL for s in mine.values()) else None
-
-    return stack.wait_for(done, timeout_s=timeout_s, what=f"submissions {ids} to be graded")
-
-
-def results_of(stack: Stack, sub_id: int) -> int:
-    with Session(stack.engine) as session:
-        return session.exec(select(func.count(Result.id)).where(Result.submission_id == sub_id)).one()
-
 
 def test_uploads_are_graded_by_the_worker(stack: Stack, zips: dict[str, bytes]) -> None:
     secret = stack.roster.secrets["s001"]
