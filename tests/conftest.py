@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,6 +40,50 @@ def settings(grader_home: Path) -> Settings:
     return Settings(home=grader_home, sandbox=SandboxSettings(backend="bwrap", python=sys.executable))
 
 
+def docker_unavailable(config: pytest.Config) -> str:
+    """Why no engine with the runner image is here ("" when there is); set up once per session."""
+    # Kept on the session's config, not in a module cache: pytest imports this module as
+    # ``conftest``, and the test modules import it again as ``tests.conftest``.
+    if not hasattr(config, "_grader_docker_unavailable"):
+        config._grader_docker_unavailable = _set_up_docker()  # type: ignore[attr-defined]
+    return config._grader_docker_unavailable  # type: ignore[attr-defined]
+
+
+def _set_up_docker() -> str:
+    env = dict(os.environ, GRADER_DOCKER_IMAGE=SandboxSettings().docker_image)
+    lock = ROOT / "var" / "docker" / ".setup.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    # pytest-xdist's workers each ask: one sets up, the others wait and then find it done.
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            done = subprocess.run(["bash", str(ROOT / "scripts" / "setup-docker.sh")], env=env,
+                                  capture_output=True, text=True, timeout=1800, check=False)
+        except subprocess.TimeoutExpired:
+            return "scripts/setup-docker.sh did not finish within 30 minutes"
+    if done.returncode == 0:
+        return ""
+    lines = [line for line in done.stderr.splitlines() if line.strip()] or ["(no output)"]
+    return f"no docker engine: scripts/setup-docker.sh failed: {lines[-1]}"
+
+
+@pytest.fixture(scope="module", params=["bwrap", pytest.param("docker", marks=pytest.mark.docker)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The sandbox backend: bwrap, then docker (skipped, saying why, where no engine can start).
+
+    Module-scoped, so a module's fixtures can grade once per backend and share the result.
+    """
+    if request.param == "docker" and (reason := docker_unavailable(request.config)):
+        pytest.skip(reason)
+    return request.param
+
+
+@pytest.fixture
+def backend_settings(backend: str, settings: Settings) -> Settings:
+    """The test's settings with the sandbox backend set to ``backend``."""
+    return dataclasses.replace(settings, sandbox=dataclasses.replace(settings.sandbox, backend=backend))
+
+
 QUICK_LIMITS_S = {"numpy_nn": 6.0, "mynet": 25.0, "finetune": 40.0}
 
 
@@ -67,24 +114,31 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"model.pt": folder / "model.pt", "finetuned.pt": folder / "finetuned.pt"}
 
 
+def build_submission(path: Path, checkpoints: dict[str, Path], **files: str | bytes | None) -> Path:
+    """A zip of the reference solution at ``path``, with files replaced (text/bytes) or removed
+    (None); ``model__pt`` names ``model.pt``."""
+    from tests.factories import make_zip
+
+    content: dict[str, bytes] = {
+        "numpy_nn.py": (SOLUTION / "numpy_nn.py").read_bytes(),
+        "pytorch_cnn.py": (SOLUTION / "pytorch_cnn.py").read_bytes(),
+        "model.pt": checkpoints["model.pt"].read_bytes(),
+        "finetuned.pt": checkpoints["finetuned.pt"].read_bytes(),
+    }
+    for key, value in files.items():
+        filename = key.replace("__", ".") if "__" in key else key
+        if value is None:
+            content.pop(filename, None)
+        else:
+            content[filename] = value.encode() if isinstance(value, str) else value
+    return make_zip(path, content)
+
+
 @pytest.fixture
 def make_submission(tmp_path: Path, checkpoints: dict[str, Path]):
     """Build a zip from the reference solution, with files replaced (text/bytes) or removed (None)."""
-    from tests.factories import make_zip
 
     def make(name: str = "submission.zip", **files: str | bytes | None) -> Path:
-        content: dict[str, bytes] = {
-            "numpy_nn.py": (SOLUTION / "numpy_nn.py").read_bytes(),
-            "pytorch_cnn.py": (SOLUTION / "pytorch_cnn.py").read_bytes(),
-            "model.pt": checkpoints["model.pt"].read_bytes(),
-            "finetuned.pt": checkpoints["finetuned.pt"].read_bytes(),
-        }
-        for key, value in files.items():
-            filename = key.replace("__", ".") if "__" in key else key
-            if value is None:
-                content.pop(filename, None)
-            else:
-                content[filename] = value.encode() if isinstance(value, str) else value
-        return make_zip(tmp_path / name, content)
+        return build_submission(tmp_path / name, checkpoints, **files)
 
     return make
