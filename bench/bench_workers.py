@@ -115,6 +115,13 @@ def report_problems(service: Service, what: str) -> None:
         print(f"  {what}: {len(warnings)} warning/error lines in the logs, the first ones:")
         for line in warnings[:5]:
             print(f"    {line[:200]}")
+    # The bench's submissions are either graded or refused at intake (warm-up): any other final
+    # status is a problem of the service, shown with its message.
+    odd = service.messages({"grader_fault", "crashed", "timed_out", "out_of_memory"})
+    if odd:
+        print(f"  PROBLEM: {what}: {len(odd)} submission(s) ended neither graded nor invalid:")
+        for sub_id, (status, message) in sorted(odd.items())[:5]:
+            print(f"    #{sub_id} {status}: {message[:300]}")
     dead = service.dead_workers()
     if dead:
         print(f"  PROBLEM: {what}: worker process(es) {dead} exited during the run")

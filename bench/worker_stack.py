@@ -14,6 +14,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -79,6 +80,11 @@ class Row:
     attempts: int
     worker: str
     results: int  # result rows recorded for it
+
+
+# A warning or worse in the workers' lines ("ERROR leaderboard.worker: ...") or gunicorn's
+# ("[...] [ERROR] ..."), and tracebacks.
+LOG_PROBLEM = re.compile(r"(^|[\s\[])(WARNING|ERROR|CRITICAL)([\s\]:])|Traceback")
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -285,6 +291,14 @@ class Service:
                 if s.id is not None
             }
 
+    def messages(self, statuses: set[str]) -> dict[int, tuple[str, str]]:
+        """Status and message of each submission whose newest result has one of ``statuses``."""
+        if self._engine is None:
+            self._engine = make_engine(self.settings.db_url)
+        with Session(self._engine) as session:  # type: ignore[arg-type]
+            found = session.exec(select(Result).where(Result.status.in_(sorted(statuses)))).all()  # type: ignore[attr-defined]
+            return {r.submission_id: (r.status, r.message) for r in found}
+
     def wait_done(self, ids: list[int], *, timeout_s: float, poll_s: float = 0.5) -> dict[int, Row]:
         """Wait until every id has a final status; the rows then (or at the time-out)."""
         deadline = time.monotonic() + timeout_s
@@ -326,7 +340,7 @@ class Service:
         lines = []
         for path in sorted(self.tmp.glob("*.log")):
             for line in path.read_text(errors="replace").splitlines():
-                if any(word in line for word in (" WARNING ", " ERROR ", " CRITICAL ", "Traceback")):
+                if LOG_PROBLEM.search(line):
                     lines.append(f"{path.name}: {line.strip()}")
         return lines
 
