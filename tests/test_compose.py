@@ -284,8 +284,9 @@ def test_the_stack_grades_an_upload_end_to_end(compose, stack):
     # Every image carries the label the build's clean-up goes by (no superseded 6 GB images pile up).
     for image, role in (("cnn-grader-sandbox:latest", "sandbox"), ("cnn-grader-worker:latest", "worker"),
                         ("cnn-grader-web:latest", "web")):
-        label = run(["docker", "image", "inspect", "--format", f'{{{{ index .Config.Labels "{IMAGE_LABEL}" }}}}',
-                     image], env=env, timeout_s=30).stdout.strip()
+        template = f'{{{{ index .Config.Labels "{IMAGE_LABEL}" }}}}'
+        label = run(["docker", "image", "inspect", "--format", template, image], env=env,
+                    timeout_s=30).stdout.strip()
         assert label == role, image
     board = http(port, "/api/leaderboard")[1]
     assert any(row["uploads"] >= 1 for row in board["rows"])
