@@ -56,6 +56,7 @@ class WebSettings:
     sweep_interval_s: float = 15.0  # how often a worker looks for stuck or lost submissions
     lost_after_s: float = 120.0  # queued this long and not in the queue: enqueue again
     max_grading_attempts: int = 3  # runs of one submission before it is a grader fault
+    fault_retry_after_s: float = 30.0  # a grader fault with runs left is tried again this much later
     worker_threads: int = 1  # submissions one worker process grades at once
     archive_url: str = ""  # the web app's address, for workers without the upload folder
     flag_upload_count: int = 40  # flag students with more uploads than this

@@ -405,6 +405,24 @@ def record_result(
     return True
 
 
+def release_for_retry(engine: Engine, *, claim: Claim) -> int | None:
+    """Put a submission whose run ended in a grader fault back in the queue (the run stays
+    counted in ``grading_attempts``). Its queue priority; None when the claim no longer holds."""
+    with session_scope(engine) as session:
+        released = session.execute(
+            update(Submission)
+            .where(
+                Submission.id == claim.submission_id,  # type: ignore[arg-type]
+                Submission.claim_token == claim.token,  # type: ignore[arg-type]
+                Submission.status == SubmissionStatus.RUNNING,  # type: ignore[arg-type]
+            )
+            .values(status=SubmissionStatus.QUEUED, claim_token=None, heartbeat_at=None, enqueued_at=utcnow())
+            .returning(Submission.priority)
+            .execution_options(synchronize_session=False)
+        ).first()
+    return None if released is None else int(released[0])
+
+
 def give_up(engine: Engine, *, submission_id: int, spec: Assignment, message: str, detail: str) -> None:
     """Record a grader fault for a submission that could not be graded (attempt refunded)."""
     result = GradeResult(

@@ -54,14 +54,18 @@ class GradingQueue:
         """Set the function that grades a submission id (only in worker processes)."""
         self._handler = handler
 
-    def enqueue(self, submission_id: int, *, priority: int = 0) -> None:
-        """Queue a submission; higher priority first (uploads 10, regrades 0)."""
-        self.huey.enqueue(self._task.s(submission_id, priority=priority))
+    def enqueue(self, submission_id: int, *, priority: int = 0, delay_s: float = 0.0) -> None:
+        """Queue a submission; higher priority first (uploads 10, regrades 0). With ``delay_s``
+        it waits in Huey's schedule until then (any worker's consumer moves it to the queue)."""
+        if delay_s > 0:
+            self._task.schedule(args=(submission_id,), delay=delay_s, priority=priority)
+        else:
+            self.huey.enqueue(self._task.s(submission_id, priority=priority))
 
     def pending_ids(self) -> set[int]:
-        """Submission ids with a job waiting in the queue."""
+        """Submission ids with a job waiting in the queue or in its schedule (a delayed retry)."""
         ids: set[int] = set()
-        for task in self.huey.pending():
+        for task in (*self.huey.pending(), *self.huey.scheduled()):
             if task.name == TASK_NAME and task.args:
                 ids.add(int(task.args[0]))
         return ids

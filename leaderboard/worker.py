@@ -1,8 +1,10 @@
 """The grading worker: a real Huey consumer plus a heartbeat-and-sweep thread.
 
 ``grader worker`` runs this. Each job claims its submission in the database, grades it
-with ``grader.pipeline.grade`` and records the result; a ``GraderFault`` (or any bug of
-ours) is recorded as ``grader_fault``, which refunds the attempt. A second thread beats
+with ``grader.pipeline.grade`` and records the result. A ``GraderFault`` (or any bug of
+ours) puts the submission back in the queue for a run ``fault_retry_after_s`` later, on any
+worker; after ``max_grading_attempts`` runs it is recorded as ``grader_fault``, which refunds
+the attempt. A second thread beats
 for the submissions being graded and, every ``sweep_interval_s``, re-queues what a dead
 worker left behind and freezes the board at the bonus deadline.
 """
@@ -43,6 +45,7 @@ from leaderboard.submissions import (
     mark_enqueued,
     queued_since,
     record_result,
+    release_for_retry,
     sweep_stuck,
 )
 from leaderboard.tasks import GradingQueue
@@ -131,6 +134,8 @@ class Grader:
         log.info("submission %s: grading (run %s)", submission_id, taken.attempt)
         try:
             result = self._grade(taken)
+            if result.status == Status.GRADER_FAULT and self._retry(taken):
+                return
             record_result(self.engine, claim=taken, result=result, spec=self.spec, worker=self.name)
             log.info(
                 "submission %s: %s %.1f/%.1f",
@@ -161,6 +166,21 @@ class Grader:
                 "The grader failed on its side; this did not use up an attempt.",
                 f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
             )
+
+    def _retry(self, taken: Claim) -> bool:
+        """After a grader fault (hidden data damaged, a sandbox that failed to start, the web app
+        away...) with runs left: back in the queue for a later run on any worker, and True."""
+        runs = self.settings.max_grading_attempts
+        if taken.attempt >= runs:
+            return False
+        priority = release_for_retry(self.engine, claim=taken)
+        if priority is None:
+            return False
+        delay_s = self.settings.fault_retry_after_s
+        self.queue.enqueue(taken.submission_id, priority=priority, delay_s=delay_s)
+        log.warning("submission %s: grader fault on run %s of %s; tried again in %g s",
+                    taken.submission_id, taken.attempt, runs, delay_s)
+        return True
 
     def _fault(self, message: str, detail: str) -> GradeResult:
         return GradeResult(

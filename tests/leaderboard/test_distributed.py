@@ -214,3 +214,81 @@ def _direct_results(kinds: dict[str, bytes], grader_home: Path,
         result = grade(path, spec, grader_settings(grader_home))
         results[kind] = (result.status.value, result.score)
     return results
+
+
+# --------------------------------------------------------------------------- grader faults
+
+
+def _damage(home: Path) -> Callable[[], None]:
+    """Damage a machine's hidden data (a label file's bytes, the manifest touched so the worker
+    verifies again); the function returned repairs it."""
+    root = home / "hidden" / "cnn"
+    labels = root / "labels" / "dogs_cats" / "AUG.npy"
+    intact = labels.read_bytes()
+    labels.write_bytes(intact[:-1] + bytes([intact[-1] ^ 0xFF]))
+    manifest = root / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes())  # a new mtime: the worker verifies again
+
+    def repair() -> None:
+        labels.write_bytes(intact)
+        time.sleep(0.01)
+        manifest.write_bytes(manifest.read_bytes())
+
+    return repair
+
+
+def _submission(stack: Stack, sub_id: int) -> Submission:
+    with Session(stack.engine) as session:
+        row = session.get(Submission, sub_id)
+        assert row is not None
+        return row
+
+
+@pytest.mark.slow
+def test_a_grader_fault_is_graded_again_later_not_shown_to_the_student(
+    cluster: Stack, grader_home: Path, tmp_path: Path
+) -> None:
+    machine = _machine(tmp_path, "machine", grader_home / "hidden" / "cnn")
+    worker = cluster.start_worker(**machine, LEADERBOARD_ARCHIVE_URL=cluster.server.url,
+                                  LEADERBOARD_FAULT_RETRY_AFTER_S="4")
+    cluster.wait_for(lambda: "verified" in worker.log(), timeout_s=60, what="the worker to start")
+    repair = _damage(Path(machine["GRADER_HOME"]))
+    sub_id = api_upload(cluster, cluster.roster.secrets["s001"], tiny_good_zip(seed=5)).get_json()["id"]
+
+    def released() -> bool:
+        row = _submission(cluster, sub_id)
+        return row.grading_attempts == 1 and row.status == "queued"
+
+    cluster.wait_for(released, timeout_s=90, what="the faulty run to put the submission back")
+    assert results_of(cluster, sub_id) == 0  # the student never sees the fault
+    repair()
+    assert wait_done(cluster, [sub_id], timeout_s=120) == {sub_id: "graded"}
+    row = _submission(cluster, sub_id)
+    assert row.grading_attempts == 2
+    assert row.counts_attempt is True
+    assert results_of(cluster, sub_id) == 1
+    assert f"submission {sub_id}: grader fault on run 1 of 3; tried again in 4 s" in worker.log()
+    assert "The hidden test data is damaged" in worker.log()
+
+
+@pytest.mark.slow
+def test_a_lasting_grader_fault_ends_as_grader_fault_after_the_last_run(
+    cluster: Stack, grader_home: Path, tmp_path: Path
+) -> None:
+    machine = _machine(tmp_path, "machine", grader_home / "hidden" / "cnn")
+    worker = cluster.start_worker(**machine, LEADERBOARD_ARCHIVE_URL=cluster.server.url,
+                                  LEADERBOARD_FAULT_RETRY_AFTER_S="1", LEADERBOARD_MAX_GRADING_ATTEMPTS="2")
+    cluster.wait_for(lambda: "verified" in worker.log(), timeout_s=60, what="the worker to start")
+    _damage(Path(machine["GRADER_HOME"]))
+    secret = cluster.roster.secrets["s002"]
+    sub_id = api_upload(cluster, secret, tiny_good_zip(seed=6)).get_json()["id"]
+    assert wait_done(cluster, [sub_id], timeout_s=120) == {sub_id: "grader_fault"}
+    row = _submission(cluster, sub_id)
+    assert row.grading_attempts == 2
+    assert row.counts_attempt is False  # refunded
+    assert results_of(cluster, sub_id) == 1
+    client = cluster.app.test_client()
+    shown = client.get(f"/api/submissions/{sub_id}", headers={"Authorization": f"Bearer {secret}"}).get_json()
+    assert "did not use up an attempt" in shown["result"]["message"]
+    assert "grader fault on run 1 of 2" in worker.log()
+    assert worker.log().count("The hidden test data is damaged") == 2  # each run met the same fault
