@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from sqlalchemy import func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -288,6 +288,15 @@ def claim(engine: Engine, *, submission_id: int, worker: str, max_attempts: int)
         )
 
 
+def still_held(claim: Claim) -> tuple[Any, ...]:
+    """The conditions under which a run may still write its submission: running, under its claim."""
+    return (
+        Submission.id == claim.submission_id,
+        Submission.claim_token == claim.token,
+        Submission.status == SubmissionStatus.RUNNING,
+    )
+
+
 def heartbeat(engine: Engine, *, claims: Iterable[Claim]) -> None:
     """Tell the database the worker still grades these submissions."""
     claims = list(claims)
@@ -342,11 +351,7 @@ def record_result(
     with session_scope(engine) as session:
         won = session.execute(
             update(Submission)
-            .where(
-                Submission.id == claim.submission_id,  # type: ignore[arg-type]
-                Submission.claim_token == claim.token,  # type: ignore[arg-type]
-                Submission.status == SubmissionStatus.RUNNING,  # type: ignore[arg-type]
-            )
+            .where(*still_held(claim))
             .values(
                 status=str(result.status),
                 counts_attempt=result.counts_as_attempt,
@@ -411,11 +416,7 @@ def release_for_retry(engine: Engine, *, claim: Claim) -> int | None:
     with session_scope(engine) as session:
         released = session.execute(
             update(Submission)
-            .where(
-                Submission.id == claim.submission_id,  # type: ignore[arg-type]
-                Submission.claim_token == claim.token,  # type: ignore[arg-type]
-                Submission.status == SubmissionStatus.RUNNING,  # type: ignore[arg-type]
-            )
+            .where(*still_held(claim))
             .values(status=SubmissionStatus.QUEUED, claim_token=None, heartbeat_at=None, enqueued_at=utcnow())
             .returning(Submission.priority)
             .execution_options(synchronize_session=False)

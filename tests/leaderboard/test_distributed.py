@@ -23,6 +23,7 @@ from tests.leaderboard.factories import tiny_good_zip
 from tests.leaderboard.helpers import (
     ROOT,
     Stack,
+    WorkerProcess,
     api_upload,
     build_stack,
     close_stack,
@@ -237,6 +238,15 @@ def _damage(home: Path) -> Callable[[], None]:
     return repair
 
 
+def _worker_with_damaged_data(cluster: Stack, grader_home: Path, tmp_path: Path,
+                              **env: str) -> tuple[WorkerProcess, Callable[[], None]]:
+    """A machine's worker, started on good data that is then damaged; and the repair."""
+    machine = _machine(tmp_path, "machine", grader_home / "hidden" / "cnn")
+    worker = cluster.start_worker(**machine, LEADERBOARD_ARCHIVE_URL=cluster.server.url, **env)
+    cluster.wait_for(lambda: "verified" in worker.log(), timeout_s=60, what="the worker to start")
+    return worker, _damage(Path(machine["GRADER_HOME"]))
+
+
 def _submission(stack: Stack, sub_id: int) -> Submission:
     with Session(stack.engine) as session:
         row = session.get(Submission, sub_id)
@@ -248,11 +258,8 @@ def _submission(stack: Stack, sub_id: int) -> Submission:
 def test_a_grader_fault_is_graded_again_later_not_shown_to_the_student(
     cluster: Stack, grader_home: Path, tmp_path: Path
 ) -> None:
-    machine = _machine(tmp_path, "machine", grader_home / "hidden" / "cnn")
-    worker = cluster.start_worker(**machine, LEADERBOARD_ARCHIVE_URL=cluster.server.url,
-                                  LEADERBOARD_FAULT_RETRY_AFTER_S="4")
-    cluster.wait_for(lambda: "verified" in worker.log(), timeout_s=60, what="the worker to start")
-    repair = _damage(Path(machine["GRADER_HOME"]))
+    worker, repair = _worker_with_damaged_data(cluster, grader_home, tmp_path,
+                                               LEADERBOARD_FAULT_RETRY_AFTER_S="4")
     sub_id = api_upload(cluster, cluster.roster.secrets["s001"], tiny_good_zip(seed=5)).get_json()["id"]
 
     def released() -> bool:
@@ -275,11 +282,8 @@ def test_a_grader_fault_is_graded_again_later_not_shown_to_the_student(
 def test_a_lasting_grader_fault_ends_as_grader_fault_after_the_last_run(
     cluster: Stack, grader_home: Path, tmp_path: Path
 ) -> None:
-    machine = _machine(tmp_path, "machine", grader_home / "hidden" / "cnn")
-    worker = cluster.start_worker(**machine, LEADERBOARD_ARCHIVE_URL=cluster.server.url,
-                                  LEADERBOARD_FAULT_RETRY_AFTER_S="1", LEADERBOARD_MAX_GRADING_ATTEMPTS="2")
-    cluster.wait_for(lambda: "verified" in worker.log(), timeout_s=60, what="the worker to start")
-    _damage(Path(machine["GRADER_HOME"]))
+    worker, _ = _worker_with_damaged_data(cluster, grader_home, tmp_path, LEADERBOARD_FAULT_RETRY_AFTER_S="1",
+                                          LEADERBOARD_MAX_GRADING_ATTEMPTS="2")
     secret = cluster.roster.secrets["s002"]
     sub_id = api_upload(cluster, secret, tiny_good_zip(seed=6)).get_json()["id"]
     assert wait_done(cluster, [sub_id], timeout_s=120) == {sub_id: "grader_fault"}
