@@ -276,13 +276,18 @@ def _default_home() -> Path:
     return Path(os.environ.get("GRADER_HOME", PROJECT_ROOT / "var"))
 
 
+def parse_number(key: str, raw: str, kind: type[int] | type[float]) -> Any:
+    """``raw`` (the value of setting ``key``) as ``kind``; SpecError naming the key if it is not one."""
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SpecError(f"{key}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
+
+
 def _number(env: Mapping[str, str], key: str, kind: type[int] | type[float]) -> Any:
     """A non-negative number from the environment (0 when unset); SpecError naming the key."""
     raw = env.get(key, "").strip()
-    try:
-        value = kind(raw) if raw else kind(0)
-    except ValueError:
-        raise SpecError(f"{key}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
+    value = parse_number(key, raw, kind) if raw else kind(0)
     if value < 0:
         raise SpecError(f"{key}={raw!r} must not be negative")
     return value

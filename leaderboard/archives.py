@@ -10,7 +10,6 @@ checked against the SHA-256 taken at upload before anything grades them.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from grader.errors import GraderFault
+from grader.intake import sha256_file
 from grader.sandbox.base import temp_prefix
 from leaderboard.settings import WebSettings
 from leaderboard.submissions import Claim
@@ -99,12 +99,9 @@ def _download(claim: Claim, base_url: str, out: BinaryIO, *, max_bytes: int) -> 
 def _check_digest(path: Path, claim: Claim) -> None:
     if not claim.archive_sha256:
         return
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    if digest.hexdigest() != claim.archive_sha256:
+    digest = sha256_file(path)
+    if digest != claim.archive_sha256:
         raise GraderFault(
             "The uploaded file was damaged on its way to the grading machine.",
-            detail=f"{path}: SHA-256 {digest.hexdigest()} but {claim.archive_sha256} at upload",
+            detail=f"{path}: SHA-256 {digest} but {claim.archive_sha256} at upload",
         )

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from grader.config import Settings
-from grader.errors import SpecError
+from grader.config import Settings, parse_number
 
 ENV_PREFIX = "LEADERBOARD_"
 
@@ -105,11 +104,7 @@ class WebSettings:
             if isinstance(default, bool):
                 values[f.name] = raw.lower() not in ("0", "false", "no", "")
             elif isinstance(default, int | float):
-                try:
-                    values[f.name] = type(default)(raw)
-                except ValueError:
-                    kind = "a whole number" if isinstance(default, int) else "a number"
-                    raise SpecError(f"{key}={raw!r} is not {kind}") from None
+                values[f.name] = parse_number(key, raw, type(default))
             else:
                 values[f.name] = raw
         values.update(overrides)

@@ -31,11 +31,11 @@ import pytest
 
 from tests.conftest import docker_unavailable
 from tests.leaderboard.factories import tiny_good_zip
+from tests.leaderboard.helpers import TERMINAL
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker" / "compose.yaml"
 BASE_IMAGE = "cnn-grader-base:bookworm"  # tagged by scripts/setup-docker.sh
-TERMINAL = {"graded", "invalid", "crashed", "timed_out", "out_of_memory", "grader_fault"}
 BUILD_TIMEOUT_S = 1800
 STACK_TIMEOUT_S = 240
 MIRROR_PORT = 39217
