@@ -73,15 +73,23 @@ def test_health_shows_queue_and_workers(app: Any, client: Any, roster: Roster) -
 def test_flags_for_many_uploads_and_score_jumps(app: Any, roster: Roster, tmp_path: Path) -> None:
     svc = _svc(app)
     object.__setattr__(svc, "settings", replace(svc.settings, flag_upload_count=3))
-    for m in range(4):
+    for m in range(7):
         _graded(app, roster, "s001", tmp_path, m, final=(0.6, 0.6, 0.6))
     _graded(app, roster, "s002", tmp_path, 10, final=(0.3, 0.3, 0.3))
     _graded(app, roster, "s002", tmp_path, 11, final=(0.95, 0.95, 0.95))
     _graded(app, roster, "s003", tmp_path, 12, final=(0.6, 0.6, 0.6))
+    _graded(app, roster, "s003", tmp_path, 13, status="invalid")  # refunded: not counted
     client = app.test_client()
     sign_in_staff(client)
     html = client.get("/staff/students", query_string={"flagged": 1}).get_data(as_text=True)
-    assert "4 uploads (more than 3)" in html
+    html = html.replace("&#39;", "'")
+    # Counted uploads 7, 2, 1: the class median (of those who uploaded) is 2.
+    flag = "7 uploads, 3.5× the class median of 2"
+    assert f">{flag}<" in html
+    rule = ("If we see unreasonably many uploads for one student, the network could be "
+            "disqualified as over-fitted to the test data.")
+    assert f'title="The course\'s rule: {rule}">{flag}<' in html  # the flag cites the rule
+    assert f"The course's rule on uploads: “{rule}”" in html
     assert "score jump 30.0% → 95.0%" in html
     assert ">s003<" not in html  # not flagged, so not in the flagged list
 
