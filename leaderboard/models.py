@@ -201,6 +201,8 @@ class FrozenRow(SQLModel, table=True):
     uploads: int = 0
     submitted_at: datetime
     bonus: int = 0
+    # Passed every part (before the cutoff) when the board froze; null: frozen before recorded.
+    all_passed: bool | None = None
 
 
 class WorkerBeat(SQLModel, table=True):

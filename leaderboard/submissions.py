@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 
 from grader.config import Assignment
 from grader.result import GradeResult, Status
+from grader.standing import ranked_metrics
 from leaderboard.db import session_scope
 from leaderboard.models import (
     AssignmentRow,
@@ -315,22 +316,13 @@ def heartbeat(engine: Engine, *, claims: Iterable[Claim]) -> None:
 def rank_values(result: GradeResult, spec: Assignment) -> tuple[float | None, float | None, str]:
     """The ranked value (private part; the whole split when all of it is public), the value on
     the public part, and the board's metrics."""
-    part_name, _, metric = spec.rank_by.partition(".")
-    part = result.part(part_name)
-    if result.status is not Status.GRADED or part is None or metric not in part.metrics:
+    metrics = ranked_metrics(result, spec)
+    if metrics is None:
         return None, None, ""
-    # With a public part, the final ranking (and the bonus) uses only the rest of each split,
-    # which no one has seen a score of while the board ran; points always use the whole split.
-    if spec.public_fraction < 1.0 and metric in part.private_metrics:
-        final = dict(part.private_metrics)
-    else:
-        final = dict(part.metrics)
-    public = dict(part.public_metrics) if part.public_metrics else dict(part.metrics)
-    if spec.public_fraction >= 1.0:
-        public = final
+    final, public = metrics
+    metric = spec.rank_by.partition(".")[2]
     value = final[metric]
-    value_public = public.get(metric, value)
-    return value, value_public, json.dumps({"final": final, "public": public})
+    return value, public.get(metric, value), json.dumps({"final": final, "public": public})
 
 
 def record_result(

@@ -222,7 +222,8 @@ COMBINED = {
     "SE.backward without the factor 2": (MISTAKES["SE backward without the factor 2"][0], ["SE.backward"]),
     "params() returns copies": (MISTAKES["params returns copies"][0], ["Linear.params"]),
     "Linear.backward and SE.backward both wrong": (
-        MISTAKES["per-sample grads summed over the batch"][0] + MISTAKES["SE backward without the factor 2"][0],
+        MISTAKES["per-sample grads summed over the batch"][0]
+        + MISTAKES["SE backward without the factor 2"][0],
         ["Linear.backward", "SE.backward"]),
     "forward keeps a stale copy of W (every layer test passes)": (STALE_FORWARD, []),
 }
