@@ -15,7 +15,7 @@ from grader.result import GradeResult
 from leaderboard.models import Student, Submission
 from leaderboard.submissions import claim, record_result
 from tests.leaderboard.factories import add_graded, result_data
-from tests.leaderboard.helpers import Roster, csrf_of, sign_in_staff
+from tests.leaderboard.helpers import Roster, add_roster, csrf_of, sign_in_staff
 
 T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
@@ -79,6 +79,7 @@ def test_flags_for_many_uploads_and_score_jumps(app: Any, roster: Roster, tmp_pa
     _graded(app, roster, "s002", tmp_path, 11, final=(0.95, 0.95, 0.95))
     _graded(app, roster, "s003", tmp_path, 12, final=(0.6, 0.6, 0.6))
     _graded(app, roster, "s003", tmp_path, 13, status="invalid")  # refunded: not counted
+    add_roster(svc.settings, 2, prefix="x")  # never uploaded: not part of the median
     client = app.test_client()
     sign_in_staff(client)
     html = client.get("/staff/students", query_string={"flagged": 1}).get_data(as_text=True)
