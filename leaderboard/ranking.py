@@ -28,7 +28,6 @@ from leaderboard.models import (
     AssignmentRow,
     BoardEntry,
     FrozenRow,
-    Result,
     Student,
     Submission,
     SubmissionStatus,
@@ -129,18 +128,13 @@ def _withheld(spec: Assignment, rank: int, all_passed: bool) -> bool:
 
 
 def all_passed_students(session: Session, *, assignment_id: int, cutoff: datetime | None) -> set[int]:
-    """Students with a graded upload (made up to ``cutoff``) whose current result passed every part."""
-    query = (
-        select(Submission.student_id)
-        .join(Result, Result.id == Submission.result_id)  # type: ignore[arg-type]
-        .where(
-            Submission.assignment_id == assignment_id,
-            Result.passed == True,  # noqa: E712
-        )
-        .distinct()
+    """Students with an upload (made up to ``cutoff``) whose current result passed every part."""
+    query = select(BoardEntry.student_id).where(
+        BoardEntry.assignment_id == assignment_id,
+        BoardEntry.all_passed_at.is_not(None),  # type: ignore[union-attr]
     )
     if cutoff is not None:
-        query = query.where(Submission.created_at <= cutoff)
+        query = query.where(BoardEntry.all_passed_at <= cutoff)  # type: ignore[operator]
     return {int(s) for s in session.exec(query).all()}
 
 

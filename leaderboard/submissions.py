@@ -86,7 +86,8 @@ def bump_board(session: Session, *, assignment_id: int) -> None:
 
 
 def refresh_board_entry(session: Session, *, assignment_id: int, student_id: int) -> None:
-    """Recompute one student's best submissions (public and final) into ``board_entry``.
+    """Recompute one student's best submissions (public and final), and their earliest upload
+    whose current result passed every part (the bonus rule's test), into ``board_entry``.
 
     The student's row is locked first (PostgreSQL; SQLite writes are serial anyway), so two
     results of one student recorded at once cannot overwrite each other's best.
@@ -107,6 +108,17 @@ def refresh_board_entry(session: Session, *, assignment_id: int, student_id: int
         values[f"{scope}_submission_id"] = best[0] if best else None
         values[f"{scope}_value"] = best[1] if best else None
         values[f"{scope}_created_at"] = best[2] if best else None
+    values["all_passed_at"] = session.exec(
+        select(Submission.created_at)
+        .join(Result, Result.id == Submission.result_id)  # type: ignore[arg-type]
+        .where(
+            Submission.assignment_id == assignment_id,
+            Submission.student_id == student_id,
+            Result.passed == True,  # noqa: E712
+        )
+        .order_by(Submission.created_at)  # type: ignore[arg-type]
+        .limit(1)
+    ).first()
     dialect = session.get_bind().dialect.name
     upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(BoardEntry).values(
         assignment_id=assignment_id, student_id=student_id, **values

@@ -324,3 +324,26 @@ def test_bonus_by_rank_alone_when_the_spec_says_so(
         assert freeze_board(session, spec=by_rank, assignment=row, by="prof")
     assert [r.bonus for r in board(engine, by_rank).rows] == [6, 5, 4, 3, 2, 1, 0]
 
+
+
+def test_upgrading_a_running_course_fills_in_who_passed_every_part(
+    web_settings: WebSettings, spec: Assignment, engine: Any, students: Roster, tmp_path: Path
+) -> None:
+    """Migration 0002 computes ``board_entry.all_passed_at`` for results recorded before it."""
+    from leaderboard.db import downgrade, upgrade
+    from leaderboard.models import BoardEntry
+
+    _course_class(web_settings, spec, engine, students, tmp_path)
+
+    def passed_at() -> dict[int, Any]:
+        with Session(engine) as session:
+            return {e.student_id: e.all_passed_at for e in session.exec(select(BoardEntry)).all()}
+
+    kept = passed_at()
+    assert sum(v is not None for v in kept.values()) == 4  # s002, s004, s006, s007
+    assert kept[students.ids["s007"]] == T0 + timedelta(minutes=8)  # its later, complete upload
+    engine.dispose()
+    downgrade(web_settings.db_url, "0001")
+    upgrade(web_settings.db_url)
+    assert passed_at() == kept
+    assert [r.bonus for r in board(engine, spec).rows] == [0, 6, 5, 0, 4, 3, 0]
