@@ -110,7 +110,7 @@ def fill(url: str, *, students: int, submissions: int, seed: int = 1) -> float:
                     rank_value=final["weighted"],
                     rank_value_public=public["weighted"],
                     board_json=json.dumps({"final": final, "public": public}),
-                    score=70.0 + 30.0 * (final["weighted"] > 0.7),
+                    score=70.0 + 30.0 * spec.part("finetune").passes(final["weighted"]),
                 )
             batch.append(row)
             if len(batch) == 5000 or n == submissions - 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +17,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HIDDEN_TESTS_DIR = PROJECT_ROOT / "hidden_tests"
 DEFAULT_ASSIGNMENT = "cnn"
 SPLITS = ("ORIG", "AUG", "NEW")
+# A measured value this close to a pass line counts as on it: a weighted sum of exact
+# accuracies (0.6 * 0.7 + 0.3 * 0.7 + 0.1 * 0.7) can come out a rounding error above 0.7.
+PASS_TOLERANCE = 1e-9
 
 
 # --------------------------------------------------------------------------- spec types
@@ -58,6 +61,13 @@ class PartSpec:
     scoring: str = "threshold"
     weights: Mapping[str, float] = field(default_factory=dict)
 
+    def passes(self, value: float) -> bool:
+        """The course's pass rule: "better than" the threshold, strictly (70 % exactly fails).
+
+        The one comparison the judge, the board, the CSVs and the exports use.
+        """
+        return value - self.threshold > PASS_TOLERANCE
+
 
 @dataclass(frozen=True)
 class Files:
@@ -83,6 +93,8 @@ class Assignment:
     deadlines: Mapping[str, datetime]
     bonus_points: tuple[int, ...]
     spec_dir: Path
+    # The course's rule: only students who pass every part take a bonus place.
+    bonus_requires_all_passed: bool = True
 
     @property
     def max_score(self) -> float:
@@ -103,6 +115,20 @@ class Assignment:
         splits = ", ".join(f"{k} {metrics[k]:.1%}" for k in self.part(name).weights if k in metrics)
         return (f"{metric} {metrics[metric]:.1%} on the public {self.public_fraction:.0%} of the "
                 "hidden test set" + (f" ({splits})" if splits else ""))
+
+    def award_bonus(self, all_passed: Sequence[bool]) -> list[int]:
+        """Bonus points of the rows of a ranking, best first; ``all_passed[i]``: row i passed
+        every part. With ``bonus_requires_all_passed`` the others get nothing and the bonus
+        places go to the next rows that did; ranks themselves do not change.
+
+        The one rule the board, the freeze and the CSVs use.
+        """
+        places = iter(self.bonus_points)
+        awards = []
+        for passed in all_passed:
+            eligible = passed or not self.bonus_requires_all_passed
+            awards.append(next(places, 0) if eligible else 0)
+        return awards
 
     @property
     def sandbox_wall_s(self) -> float:
@@ -242,10 +268,13 @@ def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
         if not isinstance(value, datetime):
             raise SpecError(f"[deadlines]: key '{key}' must be a date-time like 2026-12-14T23:59:00Z")
     bonus = raw.get("bonus", {})
-    _no_extra(bonus, {"points"}, "[bonus]")
+    _no_extra(bonus, {"points", "requires_all_passed"}, "[bonus]")
     bonus_points = tuple(bonus.get("points", ()))
-    if any(not isinstance(b, int) or b < 0 for b in bonus_points):
+    if any(not isinstance(b, int) or isinstance(b, bool) or b < 0 for b in bonus_points):
         raise SpecError("[bonus]: key 'points' must be a list of whole numbers >= 0")
+    requires_all_passed = (
+        _take(bonus, "requires_all_passed", bool, "[bonus]") if "requires_all_passed" in bonus else True
+    )
     upload_budget = _take(head, "upload_budget", int, "[assignment]")
     _positive(upload_budget, "upload_budget", "[assignment]")
     return Assignment(
@@ -266,6 +295,7 @@ def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
         deadlines=dict(deadlines),
         bonus_points=bonus_points,
         spec_dir=spec_dir,
+        bonus_requires_all_passed=requires_all_passed,
     )
 
 

@@ -86,6 +86,7 @@ def gradescope(result: GradeResult, assignment: Assignment) -> dict[str, Any]:
             "score": part.score,
             "max_score": part.max_score,
             "output": _part_output(assignment, part),
+            "status": "passed" if part.passed else "failed",
             "visibility": "visible",
         }
         for part in result.parts

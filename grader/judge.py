@@ -144,7 +144,7 @@ def judge_classifier(
             private_metrics["weighted"] = sum(spec.weights[s] * private_metrics[s] for s in SPLITS)
     key = "weighted" if spec.weights else "accuracy"
     value = metrics.get(key)
-    passed = complete and value is not None and value > spec.threshold
+    passed = complete and value is not None and spec.passes(value)
     if stopped is not None:
         return PartResult(
             name=spec.name, status=stopped.status, score=0.0, max_score=spec.points, passed=False,
@@ -163,7 +163,7 @@ def judge_classifier(
         message = (f"{spec.model_class}: {_pct(metrics['accuracy'])} on the hidden {dataset_title}; "
                    f"{verdict} (pass above {_pct(spec.threshold)}).")
     tests = tuple(
-        TestResult(f"{spec.model_class} accuracy on {s}", metrics.get(k, 0.0) > spec.threshold,
+        TestResult(f"{spec.model_class} accuracy on {s}", spec.passes(metrics.get(k, 0.0)),
                    _pct(metrics[k]) if k in metrics else "not measured")
         for s, k in ((s, s if spec.weights else "accuracy") for s in truth)
     )

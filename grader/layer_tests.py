@@ -2,13 +2,19 @@
 
 The course's public examples plus seeded random cases for every class and method. The
 expected values are computed here, with a reference implementation the sandbox never sees.
+
+Each single-layer check names the method it tests; a combined check (training with Linear
+and SE) names the layers it needs. When a combined check fails while one of those layers
+fails its own tests, its message sends the student to that method ("fix Linear.backward
+first") instead of a hint about how the layers work together, which only applies once
+every test of those layers passes.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +65,8 @@ class Check:
     key: str
     expected: np.ndarray
     hint: str = ""  # what usually causes a mismatch
+    method: str = ""  # a single-layer check: the method it tests, e.g. "Linear.backward"
+    requires: tuple[str, ...] = ()  # a combined check: the layers it uses, e.g. ("Linear", "SE")
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,12 @@ COURSE_G = np.array([[1, 1.33333333], [1.66666667, 2]])
 COURSE_ACT_G = np.array([[-3, 1.2, -0.5], [-0.4, 2.2, 3]])
 
 PER_SAMPLE_HINT = "store per-sample gradients: dL_wrt_W[n] = outer(x[n], dL_wrt_output[n])"
+# Only shown when every Linear and SE test passes: then the fault is in how they work together.
+TRAINING_HINT = (
+    "every Linear and SE test passes, so look at how training uses them: params() must return "
+    "the live arrays so that in-place updates reach the layer, grads() the per-sample gradients "
+    "of the last backward, and forward must use the current W and b"
+)
 
 
 def _linear_case(cid: str, label: str, W, b, x, g) -> Case:
@@ -86,13 +100,14 @@ def _linear_case(cid: str, label: str, W, b, x, g) -> Case:
     return Case(
         cid, "linear", {"in": i, "out": o}, {"W": W, "b": b, "x": x, "g": g},
         (
-            Check(f"Linear.forward: {label}", "forward", ref["forward"], "forward must return x @ W + b"),
+            Check(f"Linear.forward: {label}", "forward", ref["forward"], "forward must return x @ W + b",
+                  method="Linear.forward"),
             Check(f"Linear.backward: dL/dx, {label}", "dx", ref["dx"],
-                  "backward must return dL_wrt_output @ W.T"),
+                  "backward must return dL_wrt_output @ W.T", method="Linear.backward"),
             Check(f"Linear.backward: per-sample dL_wrt_W (N, in, out), {label}", "dW", ref["dW"],
-                  PER_SAMPLE_HINT),
+                  PER_SAMPLE_HINT, method="Linear.backward"),
             Check(f"Linear.backward: per-sample dL_wrt_b (N, 1, out), {label}", "db", ref["db"],
-                  "dL_wrt_b[n] is dL_wrt_output[n] with shape (1, out)"),
+                  "dL_wrt_b[n] is dL_wrt_output[n] with shape (1, out)", method="Linear.backward"),
         ),
     )
 
@@ -111,8 +126,8 @@ def _act_case(cid: str, op: str, label: str, x, g) -> Case:
     return Case(
         cid, op, {}, {"x": x, "g": g},
         (
-            Check(f"{name}.forward: {label}", "forward", fwd, hints[0]),
-            Check(f"{name}.backward: {label}", "dx", dx, hints[1]),
+            Check(f"{name}.forward: {label}", "forward", fwd, hints[0], method=f"{name}.forward"),
+            Check(f"{name}.backward: {label}", "dx", dx, hints[1], method=f"{name}.backward"),
         ),
     )
 
@@ -122,8 +137,9 @@ def _se_case(cid: str, label: str, y, y_gt) -> Case:
         cid, "se", {}, {"y": y, "y_gt": y_gt},
         (
             Check(f"SE.forward: {label}", "forward", (y - y_gt) ** 2,
-                  "forward returns the element-wise squared error (y - y_gt) ** 2"),
-            Check(f"SE.backward: {label}", "dy", 2 * (y - y_gt), "backward returns 2 * (y - y_gt)"),
+                  "forward returns the element-wise squared error (y - y_gt) ** 2", method="SE.forward"),
+            Check(f"SE.backward: {label}", "dy", 2 * (y - y_gt), "backward returns 2 * (y - y_gt)",
+                  method="SE.backward"),
         ),
     )
 
@@ -145,13 +161,13 @@ def build_cases(seed: int) -> list[Case]:
         "init", "linear_init", {"in": i, "out": o}, {},
         (
             Check(f"Linear: W has shape (in, out) = ({i}, {o})", "W_shape", np.array([i, o]),
-                  "create W with shape (input_dimension, output_dimension)"),
+                  "create W with shape (input_dimension, output_dimension)", method="Linear.__init__"),
             Check(f"Linear: b has shape (1, out) = (1, {o})", "b_shape", np.array([1, o]),
-                  "create b with shape (1, output_dimension)"),
+                  "create b with shape (1, output_dimension)", method="Linear.__init__"),
             Check("Linear.params: returns the live W array", "W_live", np.array(True),
-                  "return {'W': self.W, 'b': self.b} itself, not copies"),
+                  "return {'W': self.W, 'b': self.b} itself, not copies", method="Linear.params"),
             Check("Linear.params: returns the live b array", "b_live", np.array(True),
-                  "return {'W': self.W, 'b': self.b} itself, not copies"),
+                  "return {'W': self.W, 'b': self.b} itself, not copies", method="Linear.params"),
         ),
     ))
     for op in ("relu", "sigmoid"):
@@ -173,13 +189,10 @@ def build_cases(seed: int) -> list[Case]:
     cases.append(Case(
         "train", "train", {"in": i, "out": o, "steps": steps, "lr": lr},
         {"W": W0, "b": b0, "x": x, "y_gt": y_gt},
-        (
-            Check(f"Linear + SE: {steps} steps of the course's update rule reach the expected W",
-                  "W", ref["W"],
-                  "params() must return the live arrays so that in-place updates reach the layer"),
-            Check(f"Linear + SE: {steps} steps of the course's update rule reach the expected b",
-                  "b", ref["b"],
-                  "params() must return the live arrays so that in-place updates reach the layer"),
+        tuple(
+            Check(f"Linear + SE: {steps} steps of the course's update rule reach the expected {key}",
+                  key, ref[key], TRAINING_HINT, requires=("Linear", "SE"))
+            for key in ("W", "b")
         ),
     ))
     return cases
@@ -248,8 +261,28 @@ def _load_case_output(out_dir: Path, cid: str) -> tuple[dict[str, np.ndarray], d
     return arrays, errors
 
 
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def blame(check: Check, failed: dict[str, str]) -> str:
+    """For a combined check: which of its layers' methods fail their own tests, as a hint
+    ("" when none does). ``failed``: method -> name of its first failing test."""
+    methods = [m for m in failed if m.split(".")[0] in check.requires]
+    if not methods:
+        return ""
+    first = failed[methods[0]]
+    if len(methods) == 1:
+        return f"fix {methods[0]} first: its own test '{first}' fails, and this check uses it"
+    return (f"fix {_and(methods)} first: their own tests fail (first '{first}'), and this check "
+            "uses them")
+
+
 def judge_cases(cases: list[Case], out_dir: Path) -> Iterator[TestResult]:
-    """Compare every check of every case with what the sandbox wrote."""
+    """Compare every check of every case with what the sandbox wrote; a failing combined check
+    names the failing method of a layer it uses (see the module's docstring)."""
+    judged: list[tuple[Check, np.ndarray | None, str | None, TestResult]] = []
+    failed: dict[str, str] = {}  # method -> its first failing test, in the cases' order
     for case in cases:
         arrays, errors = _load_case_output(out_dir, case.id)
         for check in case.checks:
@@ -257,4 +290,15 @@ def judge_cases(cases: list[Case], out_dir: Path) -> Iterator[TestResult]:
             got = arrays.get(check.key)
             if error is None and got is None:
                 error = "did not run (the layer tests stopped before this case)"
-            yield compare(check, got, error)
+            result = compare(check, got, error)
+            judged.append((check, got, error, result))
+            if check.method and not result.passed:
+                failed.setdefault(check.method, check.name)
+    for check, got, error, result in judged:
+        hint = blame(check, failed) if check.requires and not result.passed else ""
+        if not hint:
+            yield result
+        elif error is not None:
+            yield TestResult(check.name, False, f"{error.rstrip('.')}; {hint}.")
+        else:
+            yield compare(replace(check, hint=hint), got, None)

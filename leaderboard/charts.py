@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from grader.config import PartSpec
+
 
 @dataclass(frozen=True)
 class Bar:
@@ -40,7 +42,7 @@ class BarChart:
 def bar_chart(
     title: str,
     values: list[tuple[str, float]],
-    threshold: float,
+    part: PartSpec,
     *,
     width: int = 520,
     bar_height: int = 26,
@@ -50,7 +52,8 @@ def bar_chart(
     top: int = 24,
     bottom: int = 28,
 ) -> BarChart:
-    """Lay out one bar per (label, value in [0, 1]) against ``threshold``."""
+    """Lay out one bar per (label, value in [0, 1]) against ``part``'s pass line."""
+    threshold = part.threshold
     plot_width = width - left - right
     bars = []
     for i, (label, value) in enumerate(values):
@@ -61,7 +64,7 @@ def bar_chart(
                 value=clamped,
                 y=top + i * (bar_height + gap),
                 width=round(clamped * plot_width, 1),
-                passed=clamped >= threshold,
+                passed=part.passes(float(value)),
                 text=f"{clamped * 100:.1f}%",
             )
         )

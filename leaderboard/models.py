@@ -182,6 +182,9 @@ class BoardEntry(SQLModel, table=True):
     final_submission_id: int | None = None
     final_value: float | None = None
     final_created_at: datetime | None = None
+    # The earliest upload whose current result passed every part: a bonus place needs one
+    # made before the cutoff (the spec's [bonus] requires_all_passed).
+    all_passed_at: datetime | None = None
 
 
 class FrozenRow(SQLModel, table=True):
@@ -201,6 +204,8 @@ class FrozenRow(SQLModel, table=True):
     uploads: int = 0
     submitted_at: datetime
     bonus: int = 0
+    # Passed every part (before the cutoff) when the board froze; null: frozen before recorded.
+    all_passed: bool | None = None
 
 
 class WorkerBeat(SQLModel, table=True):

@@ -104,7 +104,7 @@ def part_views(result: GradeResult, spec: Assignment, *, frozen: bool, staff: bo
             order = [*part_spec.weights, "weighted"] if part_spec.weights else list(metrics)
             values = [(k, metrics[k]) for k in order if k in metrics]
             title = f"{part_spec.title}{' (public part)' if public_only else ''}"
-            chart = bar_chart(title, values, part_spec.threshold)
+            chart = bar_chart(title, values, part_spec)
         message = part.message
         if public_only and str(part.status) == "graded":
             message = public_message(spec, metrics)

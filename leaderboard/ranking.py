@@ -3,8 +3,11 @@
 While the challenge runs the board ranks by the value on the *public* part of each hidden
 split (the judge computes it; the spec sets the fraction). At the bonus deadline the board
 freezes: the final ranking uses the rest (the result's ``metrics``), is stored row by row,
-and never changes afterwards. A cache keyed on the assignment's ``board_version`` (bumped in
-the same transaction as every change the board shows) serves repeated requests.
+and never changes afterwards. Bonus places go by rank, through ``Assignment.award_bonus``
+(the spec's rule: with ``[bonus] requires_all_passed`` only students who passed every part,
+in a graded upload made before the cutoff, take one). A cache keyed on the assignment's
+``board_version`` (bumped in the same transaction as every change the board shows) serves
+repeated requests.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
-from grader.config import Assignment
+from grader.config import Assignment, PartSpec
 from leaderboard.models import (
     AssignmentRow,
     BoardEntry,
@@ -46,9 +49,15 @@ class BoardRow:
     uploads: int
     submitted_at: datetime
     bonus: int
-    passed: bool
+    passed: bool  # the ranked value is above the pass line (PartSpec.passes)
     student_id: int = field(repr=False)
     submission_id: int = field(repr=False)
+    # Passed every part in a graded upload (before the cutoff); decides a bonus place with
+    # the spec's requires_all_passed. Not in the public JSON: it is the student's grade.
+    all_passed: bool = field(default=True, repr=False)
+    # Holds a bonus place by rank but gets no bonus for not passing every part (shown, as the
+    # missing badge tells anyway).
+    bonus_withheld: bool = False
 
     def to_dict(self, columns: Sequence[str]) -> dict[str, Any]:
         return {
@@ -59,6 +68,7 @@ class BoardRow:
             "uploads": self.uploads,
             "submitted_at": self.submitted_at.isoformat(),
             "bonus": self.bonus,
+            "bonus_withheld": self.bonus_withheld,
             "passed": self.passed,
         }
 
@@ -77,6 +87,7 @@ class Board:
     bonus_points: tuple[int, ...]
     bonus_deadline: datetime | None
     rows: tuple[BoardRow, ...]
+    bonus_requires_all_passed: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,21 +102,40 @@ class Board:
             "columns": list(self.columns),
             "pass_line": self.threshold,
             "bonus_points": list(self.bonus_points),
+            "bonus_requires_all_passed": self.bonus_requires_all_passed,
             "bonus_deadline": self.bonus_deadline.isoformat() if self.bonus_deadline else None,
             "rows": [r.to_dict(self.columns) for r in self.rows],
         }
 
 
-def board_columns(spec: Assignment) -> tuple[str, tuple[str, ...], float]:
-    """(part, metric columns, pass line) of the ranked part, e.g. ORIG, AUG, NEW, weighted."""
+def board_columns(spec: Assignment) -> tuple[PartSpec, tuple[str, ...]]:
+    """(ranked part, metric columns) of the board, e.g. finetune with ORIG, AUG, NEW, weighted."""
     part_name, _, metric = spec.rank_by.partition(".")
     part = spec.part(part_name)
     columns = (*(k for k in part.weights if k != metric), metric)
-    return part_name, columns, part.threshold
+    return part, columns
 
 
-def _bonus(spec: Assignment, rank: int) -> int:
-    return spec.bonus_points[rank - 1] if 0 < rank <= len(spec.bonus_points) else 0
+def with_bonus(spec: Assignment, rows: Sequence[BoardRow]) -> list[BoardRow]:
+    """``rows`` (best first) with the spec's bonus points."""
+    awards = spec.award_bonus([r.all_passed for r in rows])
+    return [replace(r, bonus=b, bonus_withheld=_withheld(spec, r.rank, r.all_passed))
+            for r, b in zip(rows, awards, strict=True)]
+
+
+def _withheld(spec: Assignment, rank: int, all_passed: bool) -> bool:
+    return spec.bonus_requires_all_passed and not all_passed and rank <= len(spec.bonus_points)
+
+
+def all_passed_students(session: Session, *, assignment_id: int, cutoff: datetime | None) -> set[int]:
+    """Students with an upload (made up to ``cutoff``) whose current result passed every part."""
+    query = select(BoardEntry.student_id).where(
+        BoardEntry.assignment_id == assignment_id,
+        BoardEntry.all_passed_at.is_not(None),  # type: ignore[union-attr]
+    )
+    if cutoff is not None:
+        query = query.where(BoardEntry.all_passed_at <= cutoff)  # type: ignore[operator]
+    return {int(s) for s in session.exec(query).all()}
 
 
 def _uploads(session: Session, assignment_id: int) -> dict[int, int]:
@@ -122,8 +152,9 @@ def _ranked(
 ) -> list[BoardRow]:
     """Best submission per student (ties: the earlier one), best first."""
     col = Submission.rank_value_public if scope == "public" else Submission.rank_value
-    _, columns, threshold = board_columns(spec)
+    part, columns = board_columns(spec)
     uploads = _uploads(session, assignment_id)
+    passed = all_passed_students(session, assignment_id=assignment_id, cutoff=cutoff)
     order = (col.desc(), Submission.created_at.asc(), Submission.id.asc())  # type: ignore[union-attr,attr-defined]
     best = (
         select(
@@ -155,14 +186,15 @@ def _ranked(
         .where(best.c.rn == 1)
         .order_by(best.c.value.desc(), best.c.created_at.asc(), best.c.id.asc())
     )
-    return _rows(session.execute(query), spec=spec, scope=scope, columns=columns,
-                 threshold=threshold, uploads=uploads)
+    return _rows(session.execute(query), spec=spec, scope=scope, part=part, columns=columns,
+                 uploads=uploads, all_passed=passed)
 
 
 def _live(session: Session, *, spec: Assignment, assignment_id: int) -> list[BoardRow]:
     """The live (public) ranking from ``board_entry``: one row per student, best first."""
-    _, columns, threshold = board_columns(spec)
+    part, columns = board_columns(spec)
     uploads = _uploads(session, assignment_id)
+    passed = all_passed_students(session, assignment_id=assignment_id, cutoff=None)
     query = (
         select(
             BoardEntry.public_submission_id,
@@ -184,13 +216,13 @@ def _live(session: Session, *, spec: Assignment, assignment_id: int) -> list[Boa
             BoardEntry.public_submission_id.asc(),  # type: ignore[union-attr]
         )
     )
-    return _rows(session.execute(query), spec=spec, scope="public", columns=columns,
-                 threshold=threshold, uploads=uploads)
+    return _rows(session.execute(query), spec=spec, scope="public", part=part, columns=columns,
+                 uploads=uploads, all_passed=passed)
 
 
 def _rows(
-    result: Any, *, spec: Assignment, scope: str, columns: Sequence[str], threshold: float,
-    uploads: dict[int, int],
+    result: Any, *, spec: Assignment, scope: str, part: PartSpec, columns: Sequence[str],
+    uploads: dict[int, int], all_passed: set[int],
 ) -> list[BoardRow]:
     """Board rows from ``(submission id, student id, value, created_at, board_json, display)``."""
     rows = []
@@ -206,18 +238,19 @@ def _rows(
                 value=float(value),
                 uploads=uploads.get(int(student_id), 0),
                 submitted_at=created_at,
-                bonus=_bonus(spec, rank),
-                passed=float(value) >= threshold,
+                bonus=0,
+                passed=part.passes(float(value)),
                 student_id=int(student_id),
                 submission_id=int(sub_id),
+                all_passed=int(student_id) in all_passed,
             )
         )
-    return rows
+    return with_bonus(spec, rows)
 
 
 def compute_board(session: Session, *, spec: Assignment, assignment: AssignmentRow) -> Board:
     """The board as it stands: the stored final ranking once frozen, else the live public one."""
-    _, columns, threshold = board_columns(spec)
+    part, columns = board_columns(spec)
     if assignment.frozen_at is not None:
         frozen = session.exec(
             select(FrozenRow, Student.display_name)
@@ -234,9 +267,11 @@ def compute_board(session: Session, *, spec: Assignment, assignment: AssignmentR
                 uploads=f.uploads,
                 submitted_at=f.submitted_at,
                 bonus=f.bonus,
-                passed=f.value >= threshold,
+                passed=part.passes(f.value),
                 student_id=f.student_id,
                 submission_id=f.submission_id,
+                all_passed=f.all_passed is not False,  # None: frozen before it was recorded
+                bonus_withheld=not f.bonus and _withheld(spec, f.rank, f.all_passed is not False),
             )
             for f, display in frozen
         ]
@@ -253,10 +288,11 @@ def compute_board(session: Session, *, spec: Assignment, assignment: AssignmentR
         public_fraction=spec.public_fraction,
         rank_by=spec.rank_by,
         columns=columns,
-        threshold=threshold,
+        threshold=part.threshold,
         bonus_points=spec.bonus_points,
         bonus_deadline=spec.deadlines.get("bonus"),
         rows=tuple(rows),
+        bonus_requires_all_passed=spec.bonus_requires_all_passed,
     )
 
 
@@ -281,7 +317,8 @@ def freeze_board(
 ) -> bool:
     """Store the final ranking (private part) with bonus points; False if already frozen.
 
-    Only submissions made up to ``cutoff`` (default: now) count.
+    Only submissions made up to ``cutoff`` (default: now) count, for the ranking and for
+    having passed every part.
     """
     now = utcnow()
     cutoff = cutoff or now
@@ -307,6 +344,7 @@ def freeze_board(
                 uploads=row.uploads,
                 submitted_at=row.submitted_at,
                 bonus=row.bonus,
+                all_passed=row.all_passed,
             )
         )
     bump_board(session, assignment_id=assignment.id or 0)

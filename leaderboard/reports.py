@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +27,12 @@ from leaderboard.models import (
 )
 from leaderboard.settings import WebSettings
 
+# The course's words on many uploads, cited where the staff pages flag them.
+UPLOAD_RULE = (
+    "If we see unreasonably many uploads for one student, the network could be disqualified "
+    "as over-fitted to the test data."
+)
+
 
 @dataclass
 class StudentActivity:
@@ -36,10 +43,29 @@ class StudentActivity:
     best_final: float | None = None
     last_upload: datetime | None = None
     flags: list[str] = field(default_factory=list)
+    upload_flag: str = ""  # the many-uploads flag (also in ``flags``), which cites UPLOAD_RULE
+
+
+def upload_median(activity: list[StudentActivity]) -> float:
+    """The median of counted uploads over the students who uploaded at all (0: nobody did)."""
+    counts = [a.uploads for a in activity if a.uploads]
+    return float(statistics.median(counts)) if counts else 0.0
+
+
+TIMES = "\u00d7"  # the multiplication sign
+
+
+def upload_flag_text(uploads: int, median: float) -> str:
+    """The flag's text, e.g. "63 uploads, 4.2x the class median of 15" (with a times sign)."""
+    return f"{uploads} uploads, {uploads / median:.1f}{TIMES} the class median of {median:g}"
 
 
 def student_activity(session: Session, *, assignment_id: int, settings: WebSettings) -> list[StudentActivity]:
-    """Every student with upload counts, best values and flags (many uploads, score jumps)."""
+    """Every student with upload counts, best values and flags (many uploads, score jumps).
+
+    Many uploads: more than ``flag_upload_count`` counted uploads, shown against the class
+    median (of the students who uploaded) and under the course's rule (UPLOAD_RULE).
+    """
     out = {s.id: StudentActivity(s) for s in session.exec(select(Student)).all()}
     rows = session.exec(
         select(
@@ -70,9 +96,11 @@ def student_activity(session: Session, *, assignment_id: int, settings: WebSetti
             previous[student_id] = (public, sub_id)
         if final is not None:
             act.best_final = final if act.best_final is None else max(act.best_final, final)
+    median = upload_median(list(out.values()))
     for act in out.values():
         if act.uploads > settings.flag_upload_count:
-            act.flags.insert(0, f"{act.uploads} uploads (more than {settings.flag_upload_count})")
+            act.upload_flag = upload_flag_text(act.uploads, median)
+            act.flags.insert(0, act.upload_flag)
     return sorted(out.values(), key=lambda a: (-len(a.flags), -a.uploads, a.student.roster_id))
 
 

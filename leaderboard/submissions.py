@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 
 from grader.config import Assignment
 from grader.result import GradeResult, Status
+from grader.standing import ranked_metrics
 from leaderboard.db import session_scope
 from leaderboard.models import (
     AssignmentRow,
@@ -85,7 +86,8 @@ def bump_board(session: Session, *, assignment_id: int) -> None:
 
 
 def refresh_board_entry(session: Session, *, assignment_id: int, student_id: int) -> None:
-    """Recompute one student's best submissions (public and final) into ``board_entry``.
+    """Recompute one student's best submissions (public and final), and their earliest upload
+    whose current result passed every part (the bonus rule's test), into ``board_entry``.
 
     The student's row is locked first (PostgreSQL; SQLite writes are serial anyway), so two
     results of one student recorded at once cannot overwrite each other's best.
@@ -106,6 +108,17 @@ def refresh_board_entry(session: Session, *, assignment_id: int, student_id: int
         values[f"{scope}_submission_id"] = best[0] if best else None
         values[f"{scope}_value"] = best[1] if best else None
         values[f"{scope}_created_at"] = best[2] if best else None
+    values["all_passed_at"] = session.exec(
+        select(Submission.created_at)
+        .join(Result, Result.id == Submission.result_id)  # type: ignore[arg-type]
+        .where(
+            Submission.assignment_id == assignment_id,
+            Submission.student_id == student_id,
+            Result.passed == True,  # noqa: E712
+        )
+        .order_by(Submission.created_at)  # type: ignore[arg-type]
+        .limit(1)
+    ).first()
     dialect = session.get_bind().dialect.name
     upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(BoardEntry).values(
         assignment_id=assignment_id, student_id=student_id, **values
@@ -315,22 +328,13 @@ def heartbeat(engine: Engine, *, claims: Iterable[Claim]) -> None:
 def rank_values(result: GradeResult, spec: Assignment) -> tuple[float | None, float | None, str]:
     """The ranked value (private part; the whole split when all of it is public), the value on
     the public part, and the board's metrics."""
-    part_name, _, metric = spec.rank_by.partition(".")
-    part = result.part(part_name)
-    if result.status is not Status.GRADED or part is None or metric not in part.metrics:
+    metrics = ranked_metrics(result, spec)
+    if metrics is None:
         return None, None, ""
-    # With a public part, the final ranking (and the bonus) uses only the rest of each split,
-    # which no one has seen a score of while the board ran; points always use the whole split.
-    if spec.public_fraction < 1.0 and metric in part.private_metrics:
-        final = dict(part.private_metrics)
-    else:
-        final = dict(part.metrics)
-    public = dict(part.public_metrics) if part.public_metrics else dict(part.metrics)
-    if spec.public_fraction >= 1.0:
-        public = final
+    final, public = metrics
+    metric = spec.rank_by.partition(".")[2]
     value = final[metric]
-    value_public = public.get(metric, value)
-    return value, value_public, json.dumps({"final": final, "public": public})
+    return value, public.get(metric, value), json.dumps({"final": final, "public": public})
 
 
 def record_result(

@@ -268,9 +268,17 @@ def test_folder_of_zips_gives_the_right_csv(graded: Graded) -> None:
         check_row(row, PLAN[row["id"]])
         assert row["file"] == f"{row['id']}.zip"
         assert len(row["sha256"]) == 64
-    good = [{k: v for k, v in r.items() if k not in ("id", "file", "sha256")}
+    good = [{k: v for k, v in r.items() if k not in ("id", "file", "sha256", "rank", "bonus")}
             for r in rows if PLAN[r["id"]] == "good"]
     assert good[0] == good[1] == good[2]  # same models, same numbers
+    # Only graded rows rank (a tie goes to the older file); the bonus follows the spec's rule.
+    ranked = sorted((r["rank"], r["bonus"], r["finetune_passed"], r["numpy_nn_passed"], r["mynet_passed"])
+                    for r in rows if r["rank"])
+    assert [r[0] for r in ranked] == ["1", "2", "3"]
+    assert {r["id"] for r in rows if r["rank"]} == {s for s, k in PLAN.items() if k == "good"}
+    everything = all(p == "pass" for r in ranked for p in r[2:])
+    assert [r[1] for r in ranked] == (["6", "5", "4"] if everything else ["0", "0", "0"])
+    assert {r["bonus"] for r in rows if not r["rank"]} == {"0"}
     final = graded.runs[-1]
     assert final.returncode == 0, final.stderr
     assert "30 students, 30 submissions (3 crashed, 3 graded, 24 invalid)" in final.stdout
@@ -507,8 +515,10 @@ def test_export_gradescope_from_a_store(graded: Graded, tmp_path: Path, settings
         assert data["max_score"] == 100
         assert [t["name"] for t in data["tests"]] == (
             [] if kind in ("missing", "notzip", "nested") else [p.title for p in assignment.parts])
-        for test in data["tests"]:
-            assert set(test) == {"name", "score", "max_score", "output", "visibility"}
+        parts = {p["name"]: p for p in result["parts"]}
+        for test, part in zip(data["tests"], assignment.parts, strict=False):
+            assert set(test) == {"name", "score", "max_score", "output", "status", "visibility"}
+            assert test["status"] == ("passed" if parts[part.name]["passed"] else "failed")
         assert [e["name"] for e in data["leaderboard"]] == ["ORIG", "AUG", "NEW", "weighted"]
         assert {e["order"] for e in data["leaderboard"]} == {"desc"}
         if kind == "good":

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -326,6 +327,107 @@ def test_image_folder_errors_name_the_problem(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def class_tree(root: Path, classes: tuple[str, ...], per_class: int) -> Path:
+    """ROOT/<class>/*: the course's one-folder-per-class layout (no ORIG/ or NEW/)."""
+    image_tree(root / "made", classes, per_class)
+    shutil.move(root / "made" / "ORIG", root / "photos")
+    shutil.rmtree(root / "made")
+    return root / "photos"
+
+
+def _rows(images: np.ndarray) -> list[bytes]:
+    return sorted(image.tobytes() for image in images)
+
+
+@pytest.mark.parametrize("classes", [("cat", "dog"), ("beagle", "persian", "siamese")])
+def test_build_from_one_folder_per_class(tmp_path: Path, classes: tuple[str, ...]) -> None:
+    root = class_tree(tmp_path, classes, per_class=10)
+    said: list[str] = []
+    manifest = build_hidden_data(tmp_path / "out", fashion_dir=None, dogs_cats_dir=root, seed=11,
+                                 progress=said.append)
+    info = manifest.datasets["dogs_cats"]
+    assert info.classes == classes
+    assert not info.synthetic
+    orig, aug, new = (info.splits[s] for s in ("ORIG", "AUG", "NEW"))
+    # 20 % of each class held out as NEW, the rest ORIG; AUG is ORIG augmented.
+    assert new.class_counts == (2,) * len(classes)
+    assert orig.class_counts == aug.class_counts == (8,) * len(classes)
+    orig_x, new_x = (np.load(s.inputs, allow_pickle=False) for s in (orig, new))
+    assert np.array_equal(np.load(aug.inputs, allow_pickle=False), augment(orig_x, seed=11))
+    every, labels, _ = load_image_folder(root)
+    assert _rows(np.concatenate([orig_x, new_x])) == _rows(every)  # each photo in one split
+    assert sorted(load_labels(new).tolist() + load_labels(orig).tolist()) == sorted(labels.tolist())
+    # The layout is named while building and in the manifest, with what NEW means here.
+    assert any("one folder per class" in line and "seed 11" in line for line in said)
+    assert "one image folder per class" in info.source
+    assert "20% held out as NEW" in info.source
+    assert "not newly collected" in info.note
+
+    # The same seed holds out the same photos; another seed, others; the fraction is settable.
+    again = build_hidden_data(tmp_path / "again", fashion_dir=None, dogs_cats_dir=root, seed=11)
+    assert np.array_equal(np.load(again.datasets["dogs_cats"].splits["NEW"].inputs), new_x)
+    other = build_hidden_data(tmp_path / "other", fashion_dir=None, dogs_cats_dir=root, seed=12)
+    assert _rows(np.load(other.datasets["dogs_cats"].splits["NEW"].inputs)) != _rows(new_x)
+    half = build_hidden_data(tmp_path / "half", fashion_dir=None, dogs_cats_dir=root, seed=11,
+                             new_fraction=0.5)
+    assert half.datasets["dogs_cats"].splits["NEW"].class_counts == (5,) * len(classes)
+
+
+def test_split_layout_is_named_too(tmp_path: Path) -> None:
+    root = image_tree(tmp_path / "dc", ("cat", "dog"))
+    said: list[str] = []
+    info = build_hidden_data(tmp_path / "out", fashion_dir=None, dogs_cats_dir=root,
+                             progress=said.append).datasets["dogs_cats"]
+    assert any("has ORIG/ and NEW/ folders" in line for line in said)
+    assert f"image folders {root}/ORIG and {root}/NEW" in info.source
+    assert info.note == ""
+    with pytest.raises(DataBuildError, match="NEW fraction only applies to one folder per class"):
+        build_hidden_data(tmp_path / "out2", fashion_dir=None, dogs_cats_dir=root, new_fraction=0.3)
+
+
+def _mixed(t: Path) -> Path:
+    root = image_tree(t / "dc", ("cat", "dog"))
+    shutil.copytree(root / "ORIG" / "cat", root / "cat")
+    return root
+
+
+def _empty(t: Path) -> Path:
+    (t / "dc").mkdir()
+    return t / "dc"
+
+
+def _loose_images(t: Path) -> Path:
+    root = _empty(t)
+    Image.new("RGB", (8, 8)).save(root / "a.png")
+    return root
+
+
+def _orig_without_new(t: Path) -> Path:
+    root = image_tree(t / "dc", ("cat", "dog"))
+    shutil.rmtree(root / "NEW")
+    return root
+
+
+BAD_LAYOUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "mixed": (_mixed, r"mixes two layouts: NEW/, ORIG/ beside cat/"),
+    "empty": (_empty, r"holds no folders; expected either ORIG/<class>/"),
+    "loose images": (_loose_images, "holds images but no class folders"),
+    "one image per class": (lambda t: class_tree(t, ("cat", "dog"), per_class=1),
+                            r"at least 2 images per class .* cat \(1\), dog \(1\)"),
+    "one class": (lambda t: class_tree(t, ("cat",), per_class=3), "needs at least 2 class folders"),
+    "ORIG without NEW": (_orig_without_new, "no NEW/ folder"),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(BAD_LAYOUTS))
+def test_dogs_cats_layout_errors_name_the_problem(tmp_path: Path, layout: str) -> None:
+    make, problem = BAD_LAYOUTS[layout]
+    root = make(tmp_path)
+    with pytest.raises(DataBuildError, match=problem):
+        build_hidden_data(tmp_path / "out", fashion_dir=None, dogs_cats_dir=root)
+    assert not (tmp_path / "out").exists()
+
+
 def test_write_image_folder_round_trips_the_synthetic_split(tmp_path: Path) -> None:
     classes = write_image_folder(tmp_path / "train", split="ORIG", n=12, seed=8, num_classes=3)
     assert classes == synthetic.class_names(3)
@@ -581,6 +683,29 @@ def test_cli_bad_image_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert "Error: dogs-and-cats folder" in result.output
     assert "no NEW/ folder" in result.output
     assert "Traceback" not in result.output
+
+
+@needs_fashion
+def test_cli_builds_from_one_folder_per_class(tmp_path: Path) -> None:
+    root = class_tree(tmp_path, ("cat", "dog"), per_class=4)
+    result = CliRunner().invoke(
+        build_tests, ["--out", str(tmp_path / "out"), "--dogs-cats", str(root), "--new-fraction", "0.5",
+                      "--seed", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "one folder per class (cat, dog)" in result.output
+    assert "dogs_cats: ORIG 4, AUG 4, NEW 4 images" in result.output
+    assert "dogs_cats from one image folder per class" in result.output
+    assert "NOTE: NEW is a seeded held-out 50% of the same image folders as ORIG" in result.output
+    assert "SYNTHETIC" not in result.output
+    manifest = load_manifest(tmp_path / "out")
+    assert "not newly collected" in manifest.datasets["dogs_cats"].note
+
+
+def test_cli_new_fraction_needs_an_image_folder(tmp_path: Path) -> None:
+    result = CliRunner().invoke(build_tests, ["--out", str(tmp_path / "out"), "--new-fraction", "0.3"])
+    assert result.exit_code == 2
+    assert "--new-fraction needs --dogs-cats DIR" in result.output
 
 
 def test_cli_bad_count_is_a_usage_error(tmp_path: Path) -> None:

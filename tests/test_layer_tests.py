@@ -203,3 +203,50 @@ def test_import_error_fails_the_part_with_the_students_line(tmp_path):
     assert result.status is Status.CRASHED
     assert "ZeroDivisionError" in result.message
     assert "line 3" in result.message
+
+
+STALE_FORWARD = (
+    "def _stale_forward(self, x):\n"
+    "    if not hasattr(self, '_W0'):\n"
+    "        self._W0, self._b0 = self.W.copy(), self.b.copy()\n"
+    "    self.x = np.asarray(x, dtype=float)\n"
+    "    return self.x @ self._W0 + self._b0\n"
+    "Linear.forward = _stale_forward\n"
+)
+
+# Broken layers -> the methods a failing "Linear + SE" training check must name (none: every
+# Linear and SE test passes, so the hint about how they work together is the right one).
+COMBINED = {
+    "Linear.backward sums the per-sample grads": (
+        MISTAKES["per-sample grads summed over the batch"][0], ["Linear.backward"]),
+    "SE.backward without the factor 2": (MISTAKES["SE backward without the factor 2"][0], ["SE.backward"]),
+    "params() returns copies": (MISTAKES["params returns copies"][0], ["Linear.params"]),
+    "Linear.backward and SE.backward both wrong": (
+        MISTAKES["per-sample grads summed over the batch"][0]
+        + MISTAKES["SE backward without the factor 2"][0],
+        ["Linear.backward", "SE.backward"]),
+    "forward keeps a stale copy of W (every layer test passes)": (STALE_FORWARD, []),
+}
+
+
+@pytest.mark.parametrize("broken", sorted(COMBINED))
+def test_a_failing_combined_test_names_the_broken_layer(tmp_path, broken):
+    patch, methods = COMBINED[broken]
+    result = run_layer_tests(tmp_path, SOLUTION.read_text() + "\n\n" + patch)
+    combined = [t for t in result.tests if t.name.startswith("Linear + SE")]
+    singles = [t for t in result.tests if not t.name.startswith("Linear + SE")]
+    assert len(combined) == 2
+    assert not any(t.passed for t in combined), "the training check should fail"
+    failing_methods = {t.name.split(":")[0] for t in singles if not t.passed}
+    for test in combined:
+        if methods:
+            named = " and ".join(methods)
+            assert f"fix {named} first" in test.message, test.message
+            assert "every Linear and SE test passes" not in test.message
+            assert "params() must return the live arrays" not in test.message
+            assert failing_methods >= set(methods)
+        else:
+            assert failing_methods == set(), "every single-layer test should pass"
+            assert "every Linear and SE test passes" in test.message, test.message
+            assert "fix " not in test.message
+        assert test.message.endswith(".")

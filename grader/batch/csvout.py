@@ -3,7 +3,9 @@
 Columns: ``id``; ``<part>_points`` and ``<part>_passed`` (pass/fail) for every part of the
 spec; the accuracies (``mynet_accuracy``; ``finetune_ORIG``, ``_AUG``, ``_NEW`` and
 ``finetune_weighted``, all on the whole hidden splits, as fractions); ``total``,
-``max_score``, ``status``, ``message``; and ``file``, ``sha256``, ``note`` (duplicates,
+``max_score``; ``rank`` and ``bonus`` (the final ranking of these rows, by the ranked value on
+the private part as the frozen leaderboard ranks, ties to the older file, with the spec's
+bonus rule); ``status``, ``message``; and ``file``, ``sha256``, ``note`` (duplicates,
 publishing) so every number can be traced back to a zip.
 """
 
@@ -20,6 +22,7 @@ from grader.batch.store import write_atomic
 from grader.config import Assignment
 from grader.result import GradeResult, Status
 from grader.spreadsheet import safe_cell
+from grader.standing import Standing, final_standings
 
 
 @dataclass(frozen=True)
@@ -80,14 +83,23 @@ def metric_columns(assignment: Assignment) -> list[tuple[str, str, str]]:
 def columns(assignment: Assignment) -> list[str]:
     parts = [f"{p.name}_{what}" for p in assignment.parts for what in ("points", "passed")]
     return ["id", *parts, *(c for c, _, _ in metric_columns(assignment)),
-            "total", "max_score", "status", "message", "file", "sha256", "note"]
+            "total", "max_score", "rank", "bonus", "status", "message", "file", "sha256", "note"]
 
 
-def row_values(row: Row, assignment: Assignment) -> dict[str, str]:
+def standings(rows: Iterable[Row], assignment: Assignment) -> dict[str, Standing]:
+    """Student -> final rank and bonus among ``rows`` (students without a ranked value: none)."""
+    ordered = sorted(rows, key=lambda r: (r.entry.mtime, r.entry.student))
+    found = final_standings([(r.entry.student, r.entry.result) for r in ordered], assignment)
+    return {str(k): v for k, v in found.items()}
+
+
+def row_values(row: Row, assignment: Assignment, standing: Standing | None = None) -> dict[str, str]:
     entry, result = row.entry, row.entry.result
     values = {name: "" for name in columns(assignment)}
     values.update(id=safe_cell(entry.student), file=safe_cell(entry.label), sha256=entry.sha256,
-                  note=safe_cell(row.note), max_score=f"{assignment.max_score:g}")
+                  note=safe_cell(row.note), max_score=f"{assignment.max_score:g}", bonus="0")
+    if standing is not None:
+        values.update(rank=str(standing.rank), bonus=str(standing.bonus))
     if result is None:
         values.update(total="0", status=str(Status.INVALID), message=safe_cell(entry.problem))
         return values
@@ -106,9 +118,11 @@ def row_values(row: Row, assignment: Assignment) -> dict[str, str]:
 
 def write_csv(path: Path, rows: Iterable[Row], assignment: Assignment) -> None:
     """Write the CSV atomically (a reader never sees half of it)."""
+    rows = list(rows)
+    places = standings(rows, assignment)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns(assignment), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(row_values(row, assignment))
+        writer.writerow(row_values(row, assignment, places.get(row.entry.student)))
     write_atomic(path, buffer.getvalue().encode("utf-8"))

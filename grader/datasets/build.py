@@ -56,12 +56,15 @@ def build_hidden_data(
     synthetic_counts: Mapping[str, int] = DEFAULT_SYNTHETIC_COUNTS,
     seed: int = 1234,
     num_classes: int = 2,
+    new_fraction: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Manifest:
     """Build FashionMNIST (unless ``fashion_dir`` is None) and dogs-and-cats into ``out``.
 
-    Without ``dogs_cats_dir`` the dogs-and-cats set is the synthetic stand-in. Everything is
-    written into a temporary sibling folder, verified, and only then swapped in for ``out``.
+    Without ``dogs_cats_dir`` the dogs-and-cats set is the synthetic stand-in; with it, either
+    of the layouts :mod:`grader.datasets.imagefolder` reads (``new_fraction``: the share of
+    each class held out as NEW from one folder per class). Everything is written into a
+    temporary sibling folder, verified, and only then swapped in for ``out``.
     """
     out = Path(out)
     say = progress or log.info
@@ -79,7 +82,7 @@ def build_hidden_data(
         else:
             say("fashion_mnist: skipped (no FashionMNIST folder given)")
         if dogs_cats_dir is not None:
-            datasets["dogs_cats"] = _dogs_cats_folders(tmp, Path(dogs_cats_dir), seed, say)
+            datasets["dogs_cats"] = _dogs_cats_folders(tmp, Path(dogs_cats_dir), seed, new_fraction, say)
         else:
             datasets["dogs_cats"] = _dogs_cats_synthetic(
                 tmp, synthetic_counts, seed, num_classes, say
@@ -192,11 +195,12 @@ def _dogs_cats_synthetic(
 
 
 def _dogs_cats_folders(
-    root: Path, folder: Path, seed: int, say: Callable[[str], None]
+    root: Path, folder: Path, seed: int, new_fraction: float | None, say: Callable[[str], None]
 ) -> DatasetInfo:
-    classes, data = load_dogs_cats(folder, seed=seed, progress=say)
+    data = load_dogs_cats(folder, seed=seed, new_fraction=new_fraction, progress=say)
+    classes = data.classes
     splits = {
-        name: _save_split(root, "dogs_cats", name, *data[name], len(classes))
+        name: _save_split(root, "dogs_cats", name, *data.splits[name], len(classes))
         for name in DOGS_CATS_SPLITS
     }
     say("dogs_cats: " + ", ".join(f"{s.name} {s.count}" for s in splits.values()) + " images")
@@ -204,9 +208,8 @@ def _dogs_cats_folders(
         name="dogs_cats",
         title="Dogs and cats",
         synthetic=False,
-        note="",
-        source=f"image folders {folder}/ORIG and {folder}/NEW; AUG = ORIG passed through "
-        "grader.datasets.augment",
+        note=data.note,
+        source=data.source,
         classes=classes,
         input_shape=(3, IMAGE_SIZE, IMAGE_SIZE),
         preprocessing=DOGS_CATS_PREPROCESSING,

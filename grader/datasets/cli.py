@@ -58,8 +58,16 @@ def parse_counts(text: str) -> dict[str, int]:
     "dogs_cats",
     type=click.Path(path_type=Path),
     default=None,
-    help="Real dogs-and-cats image folders DIR/ORIG/<class>/*, DIR/NEW/<class>/*. "
-    "Without it a synthetic stand-in is drawn.",
+    help="Real dogs-and-cats photos: DIR/ORIG/<class>/* and DIR/NEW/<class>/*, or one folder "
+    "per class, DIR/<class>/* (split with --seed: --new-fraction of each class becomes NEW, the "
+    "rest ORIG). AUG is ORIG augmented. Without it a synthetic stand-in is drawn.",
+)
+@click.option(
+    "--new-fraction",
+    "new_fraction",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=None,
+    help="With one folder per class: the share of each class held out as NEW (default 0.2).",
 )
 @click.option(
     "--synthetic-count",
@@ -90,11 +98,14 @@ def build_tests(
     out: Path | None,
     fashion_dir: Path,
     dogs_cats: Path | None,
+    new_fraction: float | None,
     synthetic_counts: dict[str, int],
     num_classes: int,
     seed: int,
 ) -> None:
     """Build the hidden test sets (inputs, labels, manifest) from raw data."""
+    if new_fraction is not None and dogs_cats is None:
+        raise BuildFailed("--new-fraction needs --dogs-cats DIR (one folder per class).")
     if out is None:
         settings = ctx.obj.get("settings") if isinstance(ctx.obj, dict) else None
         if not isinstance(settings, Settings):
@@ -116,6 +127,7 @@ def build_tests(
             out,
             fashion_dir=fashion_dir,
             dogs_cats_dir=dogs_cats,
+            new_fraction=new_fraction,
             synthetic_counts=synthetic_counts,
             seed=seed,
             num_classes=num_classes,
@@ -128,6 +140,10 @@ def build_tests(
     for dataset in manifest.datasets.values():
         splits = ", ".join(f"{s.name} {s.count}" for s in dataset.splits.values())
         click.echo(f"  {dataset.name}: {splits} images; classes: {', '.join(dataset.classes)}")
+        if dogs_cats is not None and dataset.name == "dogs_cats":
+            click.echo(f"  {dataset.name} from {dataset.source}")
+            if dataset.note:
+                click.secho(f"NOTE: {dataset.note}", fg="yellow")
     click.echo(f"Done in {time.monotonic() - start:.1f}s: {out}")
     dogs = manifest.datasets.get("dogs_cats")
     if dogs is not None and dogs.synthetic:

@@ -98,7 +98,7 @@
       var width = data.columns.length + 4;
       var line = false;
       data.rows.forEach(function (r) {
-        if (!line && r.value < data.pass_line) {
+        if (!line && !r.passed) {
           line = true;
           var lt = document.createElement("tr");
           lt.className = "pass-line";
@@ -116,6 +116,13 @@
           b.textContent = "+" + r.bonus;
           rank.appendChild(document.createTextNode(" "));
           rank.appendChild(b);
+        } else if (r.bonus_withheld) {
+          var w = document.createElement("span");
+          w.className = "no-bonus muted small";
+          w.title = "bonus places go to students who pass every part";
+          w.textContent = "no bonus: not every part passed";
+          rank.appendChild(document.createTextNode(" "));
+          rank.appendChild(w);
         }
         cell(tr, r.display_name, "name");
         data.columns.forEach(function (c) { cell(tr, pct(r[c]), "num"); });

@@ -15,7 +15,14 @@ from leaderboard.app import db, services
 from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus, utcnow
 from leaderboard.present import part_views
 from leaderboard.ranking import freeze_board, pending_before
-from leaderboard.reports import grades_csv, health, regrades, student_activity
+from leaderboard.reports import (
+    UPLOAD_RULE,
+    grades_csv,
+    health,
+    regrades,
+    student_activity,
+    upload_median,
+)
 from leaderboard.submissions import request_regrade
 from leaderboard.views.auth import current_instructor, instructor_required
 
@@ -193,9 +200,11 @@ def regrade_list() -> Any:
 def students() -> Any:
     svc = services()
     activity = student_activity(db(), assignment_id=svc.assignment_id(), settings=svc.settings)
+    median = upload_median(activity)
     if request.args.get("flagged"):
         activity = [a for a in activity if a.flags]
-    return render_template("staff/students.html", activity=activity, settings=svc.settings)
+    return render_template("staff/students.html", activity=activity, settings=svc.settings,
+                           upload_rule=UPLOAD_RULE, median=median)
 
 
 @bp.route("/freeze", methods=["POST"])

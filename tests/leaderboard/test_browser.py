@@ -121,6 +121,20 @@ def test_student_uploads_in_the_browser_and_sees_the_board(
         timeout=30_000,
     )
     assert board_tab.locator("td.name b").count() == 0  # no element made from the name
+    # Untrained nets sit below the pass line, and so (rank 1-6) hold no bonus place: the
+    # script draws both from the board's JSON as the server's table does.
+    row_class, rank_text = board_tab.evaluate(
+        """(name) => {
+            const td = [...document.querySelectorAll('td.name')].find(td => td.textContent === name);
+            const tr = td.parentElement;
+            return [tr.className, tr.querySelector('td.rank').textContent];
+        }""",
+        name,
+    )
+    assert "below" in row_class.split()
+    assert board_tab.locator("tr.pass-line").count() == 1
+    if int(rank_text.split()[0]) <= 6:
+        assert "no bonus: not every part passed" in rank_text
     board_tab.screenshot(path=str(SCREENSHOTS / f"leaderboard-{tag}.png"), full_page=True)
     page.goto(stack.server.url + "/")
     assert name in page.inner_text("table.board")

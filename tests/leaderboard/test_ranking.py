@@ -94,7 +94,7 @@ def test_best_submission_per_student_ties_to_the_earlier(
     assert b.rows[0].metrics["weighted"] == pytest.approx(0.6 * 0.9 + 0.3 * 0.8 + 0.1 * 0.7)
     assert b.rows[0].submitted_at == T0 + timedelta(minutes=2)
     assert [r.passed for r in b.rows] == [True, True, False]
-    assert [r.bonus for r in b.rows] == [6, 5, 4]
+    assert [r.bonus for r in b.rows] == [6, 5, 0]  # s-3 is below the pass line: no bonus place
 
 
 def test_live_board_ranks_by_public_part_and_freeze_by_private(
@@ -261,3 +261,89 @@ def test_incremental_board_agrees_with_ranking_every_submission(
     assert [(r.student_id, r.submission_id, r.rank) for r in live.rows] == [
         (r.student_id, r.submission_id, r.rank) for r in every
     ]
+
+
+def _course_class(web_settings: WebSettings, spec: Assignment, engine: Any, students: Roster,
+                  tmp_path: Path) -> None:
+    """A class whose top scorer fails the NumPy part (the board once gave such a row "+6")."""
+    g = lambda who, m, final, **kw: grade(  # noqa: E731
+        web_settings, spec, engine, students, who, minutes=m, tmp_path=tmp_path,
+        final=(final, final, final), **kw
+    )
+    g("s001", 1, 0.95, layer_failures=1)  # best value, but a NumPy layer test fails
+    g("s002", 2, 0.90)  # passes every part
+    g("s007", 3, 0.88, layer_failures=2)  # fails NumPy in its best upload ...
+    g("s007", 8, 0.71)  # ... and passes every part in a later, lower one
+    g("s003", 4, 0.85, mynet=0.60)  # MyNet below its 75 % line
+    g("s004", 5, 0.80)
+    g("s006", 6, 0.75)
+    g("s005", 7, 0.60)  # below the 70 % line
+
+
+def test_bonus_places_skip_students_who_did_not_pass_every_part(
+    web_settings: WebSettings, spec: Assignment, engine: Any, students: Roster, tmp_path: Path
+) -> None:
+    assert spec.bonus_requires_all_passed  # the course's rule is the shipped spec's
+    _course_class(web_settings, spec, engine, students, tmp_path)
+    live = board(engine, spec)
+    # Ranks stay by the ranked value; the bonus places go to the next students who passed.
+    assert [(r.display_name, r.rank, r.bonus) for r in live.rows] == [
+        ("s-1", 1, 0), ("s-2", 2, 6), ("s-7", 3, 5), ("s-3", 4, 0), ("s-4", 5, 4), ("s-6", 6, 3),
+        ("s-5", 7, 0),
+    ]
+    assert [r.bonus_withheld for r in live.rows] == [True, False, False, True, False, False, False]
+    assert [r.passed for r in live.rows] == [True] * 6 + [False]  # the pass line stays by value
+    assert live.to_dict()["rows"][0]["bonus"] == 0
+
+    # The freeze uses the same rule, counting only uploads up to the cutoff: s007's complete
+    # upload came later, so s007 keeps third place without a bonus.
+    with session_scope(engine) as session:
+        row = ensure_assignment(session, spec=spec)
+        assert freeze_board(session, spec=spec, assignment=row, by="prof",
+                            cutoff=T0 + timedelta(minutes=7, seconds=30))
+    final = board(engine, spec)
+    assert [(r.display_name, r.rank, r.bonus) for r in final.rows] == [
+        ("s-1", 1, 0), ("s-2", 2, 6), ("s-7", 3, 0), ("s-3", 4, 0), ("s-4", 5, 5), ("s-6", 6, 4),
+        ("s-5", 7, 0),
+    ]
+    assert [r.bonus_withheld for r in final.rows] == [True, False, True, True, False, False, False]
+
+
+def test_bonus_by_rank_alone_when_the_spec_says_so(
+    web_settings: WebSettings, spec: Assignment, engine: Any, students: Roster, tmp_path: Path
+) -> None:
+    by_rank = replace(spec, bonus_requires_all_passed=False)
+    _course_class(web_settings, by_rank, engine, students, tmp_path)
+    live = board(engine, by_rank)
+    assert [(r.display_name, r.bonus) for r in live.rows] == [
+        ("s-1", 6), ("s-2", 5), ("s-7", 4), ("s-3", 3), ("s-4", 2), ("s-6", 1), ("s-5", 0),
+    ]
+    assert not any(r.bonus_withheld for r in live.rows)
+    with session_scope(engine) as session:
+        row = ensure_assignment(session, spec=by_rank)
+        assert freeze_board(session, spec=by_rank, assignment=row, by="prof")
+    assert [r.bonus for r in board(engine, by_rank).rows] == [6, 5, 4, 3, 2, 1, 0]
+
+
+
+def test_upgrading_a_running_course_fills_in_who_passed_every_part(
+    web_settings: WebSettings, spec: Assignment, engine: Any, students: Roster, tmp_path: Path
+) -> None:
+    """Migration 0002 computes ``board_entry.all_passed_at`` for results recorded before it."""
+    from leaderboard.db import downgrade, upgrade
+    from leaderboard.models import BoardEntry
+
+    _course_class(web_settings, spec, engine, students, tmp_path)
+
+    def passed_at() -> dict[int, Any]:
+        with Session(engine) as session:
+            return {e.student_id: e.all_passed_at for e in session.exec(select(BoardEntry)).all()}
+
+    kept = passed_at()
+    assert sum(v is not None for v in kept.values()) == 4  # s002, s004, s006, s007
+    assert kept[students.ids["s007"]] == T0 + timedelta(minutes=8)  # its later, complete upload
+    engine.dispose()
+    downgrade(web_settings.db_url, "0001")
+    upgrade(web_settings.db_url)
+    assert passed_at() == kept
+    assert [r.bonus for r in board(engine, spec).rows] == [0, 6, 5, 0, 4, 3, 0]

@@ -15,7 +15,7 @@ from grader.result import GradeResult
 from leaderboard.models import Student, Submission
 from leaderboard.submissions import claim, record_result
 from tests.leaderboard.factories import add_graded, result_data
-from tests.leaderboard.helpers import Roster, csrf_of, sign_in_staff
+from tests.leaderboard.helpers import Roster, add_roster, csrf_of, sign_in_staff
 
 T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
@@ -73,15 +73,24 @@ def test_health_shows_queue_and_workers(app: Any, client: Any, roster: Roster) -
 def test_flags_for_many_uploads_and_score_jumps(app: Any, roster: Roster, tmp_path: Path) -> None:
     svc = _svc(app)
     object.__setattr__(svc, "settings", replace(svc.settings, flag_upload_count=3))
-    for m in range(4):
+    for m in range(7):
         _graded(app, roster, "s001", tmp_path, m, final=(0.6, 0.6, 0.6))
     _graded(app, roster, "s002", tmp_path, 10, final=(0.3, 0.3, 0.3))
     _graded(app, roster, "s002", tmp_path, 11, final=(0.95, 0.95, 0.95))
     _graded(app, roster, "s003", tmp_path, 12, final=(0.6, 0.6, 0.6))
+    _graded(app, roster, "s003", tmp_path, 13, status="invalid")  # refunded: not counted
+    add_roster(svc.settings, 2, prefix="x")  # never uploaded: not part of the median
     client = app.test_client()
     sign_in_staff(client)
     html = client.get("/staff/students", query_string={"flagged": 1}).get_data(as_text=True)
-    assert "4 uploads (more than 3)" in html
+    html = html.replace("&#39;", "'")
+    # Counted uploads 7, 2, 1: the class median (of those who uploaded) is 2.
+    flag = "7 uploads, 3.5\u00d7 the class median of 2"  # a times sign
+    assert f">{flag}<" in html
+    rule = ("If we see unreasonably many uploads for one student, the network could be "
+            "disqualified as over-fitted to the test data.")
+    assert f'title="The course\'s rule: {rule}">{flag}<' in html  # the flag cites the rule
+    assert f"The course's rule on uploads: “{rule}”" in html
     assert "score jump 30.0% → 95.0%" in html
     assert ">s003<" not in html  # not flagged, so not in the flagged list
 
@@ -130,7 +139,8 @@ def test_freeze_from_the_staff_page(app: Any, roster: Roster, tmp_path: Path) ->
     board = client.get("/api/leaderboard").get_json()
     assert board["frozen"] is True
     assert board["scope"] == "final"
-    assert [(r["display_name"], r["bonus"]) for r in board["rows"]] == [("s-2", 6), ("s-1", 5)]
+    # s-1's 60% is below the pass line: second place, but no bonus (the course's rule).
+    assert [(r["display_name"], r["bonus"]) for r in board["rows"]] == [("s-2", 6), ("s-1", 0)]
     assert "Final ranking" in client.get("/").get_data(as_text=True)
 
 
