@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -13,6 +14,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from grader.config import Assignment
+from grader.result import Flag
 from grader.spreadsheet import safe_cell
 from leaderboard.models import (
     FrozenRow,
@@ -74,6 +76,22 @@ def student_activity(session: Session, *, assignment_id: int, settings: WebSetti
         if act.uploads > settings.flag_upload_count:
             act.flags.insert(0, f"{act.uploads} uploads (more than {settings.flag_upload_count})")
     return sorted(out.values(), key=lambda a: (-len(a.flags), -a.uploads, a.student.roster_id))
+
+
+def result_flags(session: Session, *, result_ids: Iterable[int]) -> dict[int, tuple[Flag, ...]]:
+    """The staff flags (see grader.result.Flag) of the flagged ones among these results."""
+    ids = sorted({i for i in result_ids if i})
+    if not ids:
+        return {}
+    out: dict[int, tuple[Flag, ...]] = {}
+    rows = session.exec(
+        select(Result.id, Result.result_json).where(Result.id.in_(ids))  # type: ignore[union-attr]
+    ).all()
+    for result_id, text in rows:
+        flags = json.loads(text).get("flags") or []
+        if flags and result_id is not None:
+            out[result_id] = tuple(Flag.from_dict(f) for f in flags)
+    return out
 
 
 @dataclass(frozen=True)
