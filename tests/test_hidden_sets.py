@@ -9,7 +9,6 @@ import dataclasses
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from grader.batch.csvout import Entry, Row, write_csv
-from grader.cli import main
-from grader.config import SandboxSettings, Settings, load_assignment
+from grader.config import load_assignment
 from grader.datasets.build import build_hidden_data
 from grader.datasets.cli import build_tests
 from grader.datasets.fashion import DEFAULT_FASHION_DIR
@@ -28,10 +26,8 @@ from grader.errors import GraderFault
 from grader.export import gradescope
 from grader.plausibility import plausibility_flags
 from grader.result import Flag, GradeResult, Status
-from tests.conftest import TEST_SPLIT_COUNTS, build_submission
 from tests.factories import private_fashion_set, public_fashion_test, write_idx
 
-SPEC = Path(__file__).resolve().parent.parent / "hidden_tests" / "cnn" / "assignment.toml"
 SMALL = {"ORIG": 12, "AUG": 12, "NEW": 12}
 
 pytestmark = pytest.mark.skipif(
@@ -180,43 +176,6 @@ def test_a_format_1_manifest_is_read_with_its_provenance(grader_home: Path, tmp_
 
 
 # --------------------------------------------------------------------------- grading
-
-
-@pytest.fixture(scope="module")
-def private_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A grader home whose FashionMNIST is an instructor's private 500-image set."""
-    root = tmp_path_factory.mktemp("private-home")
-    private_fashion_set(root / "mine", n=500, seed=5)
-    build_hidden_data(root / "hidden" / "cnn", fashion_dir=root / "mine",
-                      synthetic_counts=TEST_SPLIT_COUNTS, seed=11)
-    return root
-
-
-def low_ceiling_spec(folder: Path) -> Path:
-    """The shipped spec with MyNet's ceiling (and pass line) far below a trained model's accuracy."""
-    text = SPEC.read_text()
-    for old, new in (("threshold = 0.75", "threshold = 0.3"),
-                     ("suspicious_above = 0.97", "suspicious_above = 0.5")):
-        assert old in text
-        text = text.replace(old, new, 1)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "assignment.toml").write_text(text)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def flagged(private_home: Path, checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
-    """The reference submission with the session's trained MyNet, graded once by
-    `grader grade --json` in the bwrap sandbox under the low-ceiling spec."""
-    folder = tmp_path_factory.mktemp("flagged")
-    archive = build_submission(folder / "submission.zip", checkpoints)
-    spec = low_ceiling_spec(folder / "spec")
-    settings = Settings(home=private_home, assignment_path=spec,
-                        sandbox=SandboxSettings(backend="bwrap", python=sys.executable))
-    out = folder / "result.json"
-    res = CliRunner().invoke(main, ["grade", str(archive), "--json", str(out)],
-                             obj={"settings": settings})
-    return res, out, archive, spec
 
 
 def test_an_accuracy_above_the_ceiling_is_flagged_for_staff(flagged) -> None:
