@@ -469,8 +469,8 @@ def test_verify_refuses_a_broken_manifest(copy_of_built: Path) -> None:
     path.write_text(path.read_text()[:-40])
     with pytest.raises(GraderFault, match=r"manifest\.json: unreadable"):
         load_manifest(copy_of_built, verify=False)
-    path.write_text(json.dumps({"format": 2}))
-    with pytest.raises(GraderFault, match="not a format-1 manifest"):
+    path.write_text(json.dumps({"format": 3}))
+    with pytest.raises(GraderFault, match="not a format-2 manifest"):
         load_manifest(copy_of_built, verify=False)
 
 
