@@ -148,8 +148,8 @@ def low_ceiling_spec(folder: Path) -> Path:
     """The shipped spec with MyNet's plausibility ceiling (and pass line) far below what the
     session's trained MyNet reaches, in ``folder/assignment.toml``."""
     text = (ROOT / "hidden_tests" / "cnn" / "assignment.toml").read_text()
-    for old, new in (("threshold = 0.75", "threshold = 0.3"),
-                     ("suspicious_above = 0.97", "suspicious_above = 0.5")):
+    for old, new in (("threshold = 0.75", "threshold = 0.2"),
+                     ("suspicious_above = 0.97", "suspicious_above = 0.4")):
         assert old in text
         text = text.replace(old, new, 1)
     folder.mkdir(parents=True, exist_ok=True)

@@ -186,10 +186,10 @@ def test_an_accuracy_above_the_ceiling_is_flagged_for_staff(flagged) -> None:
     assert result.status is Status.GRADED, result.message
     mynet = result.part("mynet")
     accuracy = mynet.metrics["accuracy"]
-    assert accuracy > 0.5
+    assert accuracy > 0.4
     # flagged, with the reason, and nothing else changed: full points, passed
     reason = (f"MyNet accuracy {100 * accuracy:.2f}% on the hidden test set is above the "
-              "plausibility ceiling of 50%: check the submission for labels carried in its code "
+              "plausibility ceiling of 40%: check the submission for labels carried in its code "
               "or checkpoint before trusting the score.")
     assert data["flags"] == [{"part": "mynet", "reason": reason}]
     assert result.flags == (Flag("mynet", reason),)
@@ -224,10 +224,10 @@ def test_the_batch_csv_has_the_flags_and_the_gradescope_export_not(flagged, tmp_
 
 
 def test_the_same_accuracy_under_the_shipped_ceiling_is_not_flagged(flagged) -> None:
-    """The control: the same trained MyNet (about 80 %) is far below the shipped 97 %."""
+    """The control: the same trained MyNet (about 60 % on the mirrored set) is far below 97 %."""
     _res, out, _archive, _spec = flagged
     result = GradeResult.from_json(out.read_text())
-    assert 0.5 < result.part("mynet").metrics["accuracy"] < 0.97
+    assert 0.4 < result.part("mynet").metrics["accuracy"] < 0.97
     assert plausibility_flags(load_assignment(), result.parts) == ()
 
 

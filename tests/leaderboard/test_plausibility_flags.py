@@ -26,7 +26,7 @@ def test_a_flagged_result_is_shown_to_staff_only(
     data = json.loads(out.read_text())
     (flag,) = data["flags"]
     reason = flag["reason"]
-    assert "above the plausibility ceiling of 50%" in reason
+    assert "above the plausibility ceiling of 40%" in reason
     flagged_id = _record(app, roster, "s001", data, tmp_path)
     public = dict(data, flags=[], environment=dict(
         data["environment"], data={"fashion_mnist": "public", "dogs_cats": "synthetic"}))
