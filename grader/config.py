@@ -60,6 +60,14 @@ class PartSpec:
     batch_size: int = 100
     scoring: str = "threshold"
     weights: Mapping[str, float] = field(default_factory=dict)
+    # Plausibility ceiling of the part's main metric: a result above it is flagged for staff
+    # (not hidden from the student, no score change). None: no ceiling.
+    suspicious_above: float | None = None
+
+    @property
+    def main_metric(self) -> str:
+        """The metric that decides pass/fail (and is checked against the ceiling)."""
+        return "weighted" if self.weights else "accuracy"
 
     def passes(self, value: float) -> bool:
         """The course's pass rule: "better than" the threshold, strictly (70 % exactly fails).
@@ -210,6 +218,7 @@ def _part(name: str, table: Mapping[str, Any]) -> PartSpec:
     if name != "numpy_nn":
         for key in ("model_class", "checkpoint", "dataset"):
             _take(table, key, str, where)
+    ceiling = _ceiling(name, table, threshold, where)
     return PartSpec(
         name=name,
         title=str(table.get("title", name)),
@@ -223,7 +232,24 @@ def _part(name: str, table: Mapping[str, Any]) -> PartSpec:
         batch_size=batch_size,
         scoring=scoring,
         weights={k: float(v) for k, v in weights.items()},
+        suspicious_above=ceiling,
     )
+
+
+def _ceiling(name: str, table: Mapping[str, Any], threshold: float, where: str) -> float | None:
+    """``suspicious_above``: in (0, 1], above the pass threshold, only where there is a metric."""
+    if "suspicious_above" not in table:
+        return None
+    if name == "numpy_nn":
+        raise SpecError(f"{where}: key 'suspicious_above' needs a part with an accuracy "
+                        "(mynet, finetune); the layer tests have none")
+    value = _take(table, "suspicious_above", float, where)
+    if not 0.0 < value <= 1.0:
+        raise SpecError(f"{where}: key 'suspicious_above' must lie in (0, 1], got {value!r}")
+    if value <= threshold:
+        raise SpecError(f"{where}: key 'suspicious_above' ({value:g}) must be above the pass "
+                        f"threshold ({threshold:g})")
+    return value
 
 
 def load_assignment(path: Path | str | None = None) -> Assignment:

@@ -194,6 +194,7 @@ def ensure_hidden_data(settings: Settings, assignment: Assignment, *, echo: Echo
     """Build the demo hidden sets unless a verified build is already there."""
     from grader.datasets.build import build_hidden_data
     from grader.datasets.manifest import load_manifest
+    from grader.datasets.provenance import Provenance
     from grader.errors import GraderFault
 
     target = settings.data_dir / assignment.name
@@ -204,6 +205,6 @@ def ensure_hidden_data(settings: Settings, assignment: Assignment, *, echo: Echo
         echo(f"building the hidden test data in {target}")
         build_hidden_data(target, progress=echo)
     for dataset in load_manifest(target, verify=False).datasets.values():
-        if dataset.synthetic:
+        if dataset.provenance is not Provenance.PRIVATE:  # the public t10k set, synthetic dogs
             echo(f"NOTE: {dataset.name}: {dataset.note}")
     return target

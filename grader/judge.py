@@ -13,6 +13,7 @@ import numpy as np
 
 from grader.config import SPLITS, Assignment, PartSpec
 from grader.layer_tests import Case, judge_cases
+from grader.plausibility import plausibility_flags
 from grader.result import GradeResult, PartResult, Status, TestResult
 
 MAX_PREDICTION_BYTES = 64 * 2**20
@@ -142,8 +143,7 @@ def judge_classifier(
         public_metrics["weighted"] = sum(spec.weights[s] * public_metrics[s] for s in SPLITS)
         if all(s in private_metrics for s in SPLITS):
             private_metrics["weighted"] = sum(spec.weights[s] * private_metrics[s] for s in SPLITS)
-    key = "weighted" if spec.weights else "accuracy"
-    value = metrics.get(key)
+    value = metrics.get(spec.main_metric)
     passed = complete and value is not None and spec.passes(value)
     if stopped is not None:
         return PartResult(
@@ -202,4 +202,5 @@ def combine(
         status=status, score=score, max_score=max_score, passed=passed and not unfinished,
         message=message, parts=tuple(parts), submission_sha256=submission_sha256,
         assignment=assignment.name, spec_version=assignment.version, environment=environment,
+        flags=plausibility_flags(assignment, parts),
     )

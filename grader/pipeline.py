@@ -364,10 +364,7 @@ class _Job:
             "backend": self.sandbox.name,
             "enforced": dict(last.enforced) if last else {},
             "sandbox_runs": len(self.outcomes),
-            "data": {
-                name: ("synthetic stand-in" if ds.synthetic else "real")
-                for name, ds in self.manifest.datasets.items()
-            },
+            "data": {name: str(ds.provenance) for name, ds in self.manifest.datasets.items()},
             "machine": platform.machine(),
         }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from grader.datasets.provenance import data_notes
 from grader.result import GradeResult, Status
 
 
@@ -12,7 +13,8 @@ def _style(text: str, ok: bool, color: bool) -> str:
 
 
 def format_result(label: str, result: GradeResult, *, details: bool = False, color: bool = False) -> str:
-    """A few lines per submission: status, each part's points and message, failed tests."""
+    """A few lines per submission: status, each part's points and message, failed tests, the
+    staff flags and what the hidden data is (public, synthetic). For staff, not students."""
     sha = result.submission_sha256[:12] or "-"
     lines = [
         f"{label}  (sha256 {sha}…, {result.runtime_s:.1f} s)",
@@ -33,8 +35,7 @@ def format_result(label: str, result: GradeResult, *, details: bool = False, col
             lines.extend("      | " + line for line in part.detail.splitlines()[-20:])
     if details and result.detail:
         lines.extend("  | " + line for line in result.detail.splitlines()[-20:])
-    data = result.environment.get("data") if result.environment else None
-    if isinstance(data, dict) and "synthetic stand-in" in data.values():
-        names = ", ".join(k for k, v in data.items() if v == "synthetic stand-in")
-        lines.append(f"  note: {names} is a synthetic stand-in data set, not real photos")
+    for flag in result.flags:
+        lines.append("  " + _style("FLAG", False, color) + f" {flag.part}: {flag.reason}")
+    lines.extend(f"  note: {note}" for note in data_notes(result.environment))
     return "\n".join(lines)

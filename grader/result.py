@@ -48,6 +48,22 @@ class TestResult:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """A reason for staff to look at a result before trusting it (e.g. an implausibly high
+    accuracy). Staff only: the student's views leave flags out; it changes no score."""
+
+    part: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"part": self.part, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Flag:
+        return cls(part=str(data.get("part", "")), reason=str(data.get("reason", "")))
+
+
+@dataclass(frozen=True)
 class PartResult:
     """The outcome of one part of the assignment (``numpy_nn``, ``mynet``, ``finetune``)."""
 
@@ -122,10 +138,12 @@ class GradeResult:
     runtime_s: float = 0.0
     environment: Mapping[str, Any] = field(default_factory=dict)
     detail: str = ""
+    flags: tuple[Flag, ...] = ()  # for staff: see Flag
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
         object.__setattr__(self, "parts", tuple(self.parts))
+        object.__setattr__(self, "flags", tuple(self.flags))
         object.__setattr__(self, "environment", _frozen(self.environment))
 
     def part(self, name: str) -> PartResult | None:
@@ -155,6 +173,7 @@ class GradeResult:
             "runtime_s": self.runtime_s,
             "environment": dict(self.environment),
             "detail": self.detail,
+            "flags": [f.to_dict() for f in self.flags],
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -175,6 +194,7 @@ class GradeResult:
             runtime_s=float(data.get("runtime_s", 0.0)),
             environment=dict(data.get("environment", {})),
             detail=data.get("detail", ""),
+            flags=tuple(Flag.from_dict(f) for f in data.get("flags", [])),
         )
 
     @classmethod

@@ -38,9 +38,11 @@ def public_message(spec: Assignment, metrics: dict[str, float]) -> str:
 
 
 def student_result(result: GradeResult, spec: Assignment, *, frozen: bool) -> dict[str, Any]:
-    """The grading engine's result JSON without staff details (and private numbers hidden)."""
+    """The grading engine's result JSON without staff details and flags (and private numbers
+    hidden)."""
     data = result.to_dict()
     data.pop("detail", None)
+    data.pop("flags", None)
     hide = metrics_hidden(spec, frozen)
     for part in data["parts"]:
         part.pop("detail", None)

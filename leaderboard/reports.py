@@ -7,6 +7,7 @@ import io
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -14,6 +15,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from grader.config import Assignment
+from grader.result import Flag
 from grader.spreadsheet import safe_cell
 from leaderboard.models import (
     FrozenRow,
@@ -102,6 +104,22 @@ def student_activity(session: Session, *, assignment_id: int, settings: WebSetti
             act.upload_flag = upload_flag_text(act.uploads, median)
             act.flags.insert(0, act.upload_flag)
     return sorted(out.values(), key=lambda a: (-len(a.flags), -a.uploads, a.student.roster_id))
+
+
+def result_flags(session: Session, *, result_ids: Iterable[int]) -> dict[int, tuple[Flag, ...]]:
+    """The staff flags (see grader.result.Flag) of the flagged ones among these results."""
+    ids = sorted({i for i in result_ids if i})
+    if not ids:
+        return {}
+    out: dict[int, tuple[Flag, ...]] = {}
+    rows = session.exec(
+        select(Result.id, Result.result_json).where(Result.id.in_(ids))  # type: ignore[union-attr]
+    ).all()
+    for result_id, text in rows:
+        flags = json.loads(text).get("flags") or []
+        if flags and result_id is not None:
+            out[result_id] = tuple(Flag.from_dict(f) for f in flags)
+    return out
 
 
 @dataclass(frozen=True)

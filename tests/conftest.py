@@ -142,3 +142,42 @@ def make_submission(tmp_path: Path, checkpoints: dict[str, Path]):
         return build_submission(tmp_path / name, checkpoints, **files)
 
     return make
+
+
+def low_ceiling_spec(folder: Path) -> Path:
+    """The shipped spec with MyNet's plausibility ceiling (and pass line) far below what the
+    session's trained MyNet reaches, in ``folder/assignment.toml``."""
+    text = (ROOT / "hidden_tests" / "cnn" / "assignment.toml").read_text()
+    for old, new in (("threshold = 0.75", "threshold = 0.2"),
+                     ("suspicious_above = 0.97", "suspicious_above = 0.4")):
+        assert old in text
+        text = text.replace(old, new, 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "assignment.toml").write_text(text)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def flagged(tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Path]):
+    """The reference submission with the session's trained MyNet, graded once by
+    `grader grade --json` in the bwrap sandbox against an instructor's private 500-image
+    FashionMNIST set, under a spec whose MyNet ceiling it exceeds: (CLI result, result JSON
+    path, zip, spec folder)."""
+    from click.testing import CliRunner
+
+    from grader.cli import main
+    from grader.datasets.build import build_hidden_data
+    from tests.factories import private_fashion_set
+
+    home = tmp_path_factory.mktemp("private-home")
+    private_fashion_set(home / "mine", n=500, seed=5)
+    build_hidden_data(home / "hidden" / "cnn", fashion_dir=home / "mine",
+                      synthetic_counts=TEST_SPLIT_COUNTS, seed=11)
+    archive = build_submission(home / "submission.zip", checkpoints)
+    spec = low_ceiling_spec(home / "spec")
+    settings = Settings(home=home, assignment_path=spec,
+                        sandbox=SandboxSettings(backend="bwrap", python=sys.executable))
+    out = home / "result.json"
+    res = CliRunner().invoke(main, ["grade", str(archive), "--json", str(out)],
+                             obj={"settings": settings})
+    return res, out, archive, spec

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+import numpy as np
+
+PUBLIC_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def make_zip(
@@ -24,3 +30,42 @@ def make_zip(
             for name, data in items:
                 zf.writestr(name, data)
     return path
+
+
+def write_idx(path: Path, array: np.ndarray, code: int = 0x08, *, compress: bool = False) -> Path:
+    """``array`` as an IDX file (magic 0x0000 <code> <ndim>, big-endian sizes), gzipped or not."""
+    big = array.astype(array.dtype.newbyteorder(">"))
+    data = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data += big.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+def public_fashion_test() -> tuple[np.ndarray, np.ndarray]:
+    """The public t10k images (N, 28, 28) and labels, parsed here without grader code."""
+    with gzip.open(PUBLIC_FASHION / "t10k-images-idx3-ubyte.gz") as fh:
+        images = np.frombuffer(fh.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(PUBLIC_FASHION / "t10k-labels-idx1-ubyte.gz") as fh:
+        labels = np.frombuffer(fh.read(), dtype=np.uint8, offset=8)
+    return images, labels
+
+
+def private_fashion_set(
+    folder: Path, *, n: int = 500, seed: int = 5, mirror: bool = True, public: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """An instructor's own FashionMNIST-format test set in ``folder`` (gzipped t10k IDX files).
+
+    Made from a shuffled slice of the real t10k images, mirrored left to right so that no image
+    is byte for byte a public one (as with the instructor's own photos), except the first
+    ``public`` images, left as they are. ``mirror=False`` keeps all of them public.
+    Returns the images (N, 28, 28) and labels as written.
+    """
+    images, labels = public_fashion_test()
+    order = np.random.default_rng(seed).permutation(len(images))[:n]
+    x, y = images[order].copy(), labels[order].copy()
+    if mirror:
+        x[public:] = x[public:, :, ::-1]
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", x, compress=True)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", y, compress=True)
+    return x, y

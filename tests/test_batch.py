@@ -577,7 +577,8 @@ def test_regrade_shows_old_and_new_scores(graded: Graded, settings: Settings, tm
         os.link(graded.store / "archives" / f"{sha}.zip", store / "archives" / f"{sha}.zip")
     spec = (HIDDEN_TESTS_DIR / "cnn" / "assignment.toml").read_text()
     spec = spec.replace('version = "2026.1"', 'version = "2026.1-fix"').replace(
-        "threshold = 0.75", "threshold = 0.99")  # after "the fix", MyNet must reach 99 %
+        "threshold = 0.75", "threshold = 0.99").replace(  # after "the fix", MyNet must reach 99 %
+        "suspicious_above = 0.97", "suspicious_above = 1")  # (its ceiling must lie above that)
     (tmp_path / "spec").mkdir()
     (tmp_path / "spec" / "assignment.toml").write_text(spec)
     out = tmp_path / "regraded.csv"

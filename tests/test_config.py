@@ -29,6 +29,51 @@ def test_the_shipped_spec_has_the_course_numbers():
     assert set(a.deadlines) == {"opens", "bonus", "final"}
     assert "model.pt" in a.files.required
     assert a.files.alternatives["model.pt"] == ("model.safetensors",)
+    assert a.part("mynet").suspicious_above == 0.97
+    assert a.part("finetune").suspicious_above == 0.99
+    assert a.part("numpy_nn").suspicious_above is None
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("0", "must lie in (0, 1]"),
+        ("1.01", "must lie in (0, 1]"),
+        ("-0.5", "must lie in (0, 1]"),
+        ("nan", "must lie in (0, 1]"),
+        ("0.75", "must be above the pass threshold (0.75)"),
+        ("0.5", "must be above the pass threshold (0.75)"),
+        ('"high"', "must be float"),
+        ("true", "must be float"),
+    ],
+)
+def test_a_wrong_plausibility_ceiling_is_refused(tmp_path, value, named):
+    text = SPEC.read_text()
+    assert "suspicious_above = 0.97" in text
+    (tmp_path / "assignment.toml").write_text(
+        text.replace("suspicious_above = 0.97", f"suspicious_above = {value}", 1))
+    with pytest.raises(SpecError) as info:
+        load_assignment(tmp_path)
+    assert "[parts.mynet]: key 'suspicious_above'" in str(info.value)
+    assert named in str(info.value)
+
+
+def test_a_plausibility_ceiling_needs_a_part_with_an_accuracy(tmp_path):
+    text = SPEC.read_text()
+    old = 'scoring = "per_test"'
+    (tmp_path / "assignment.toml").write_text(text.replace(old, old + "\nsuspicious_above = 0.9", 1))
+    with pytest.raises(SpecError, match=r"\[parts.numpy_nn\]: key 'suspicious_above' needs a part"):
+        load_assignment(tmp_path)
+
+
+def test_the_plausibility_ceiling_is_optional_and_may_be_1(tmp_path):
+    text = SPEC.read_text()
+    text = text.replace("suspicious_above = 0.97\n", "", 1)
+    (tmp_path / "assignment.toml").write_text(
+        text.replace("suspicious_above = 0.99", "suspicious_above = 1"))
+    spec = load_assignment(tmp_path)
+    assert spec.part("mynet").suspicious_above is None
+    assert spec.part("finetune").suspicious_above == 1.0
 
 
 @pytest.mark.parametrize(

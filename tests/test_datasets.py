@@ -29,7 +29,9 @@ from grader.datasets.fashion import (
 from grader.datasets.idx import read_idx
 from grader.datasets.imagefolder import load_image_folder, write_image_folder
 from grader.datasets.manifest import NOT_BUILT, load_labels, load_manifest, sha256_file
+from grader.datasets.provenance import Provenance
 from grader.errors import GraderFault, SpecError
+from tests.factories import write_idx
 
 SMALL = {"ORIG": 30, "AUG": 20, "NEW": 20}
 
@@ -43,14 +45,6 @@ def parse_idx_gz(path: Path, header: int) -> np.ndarray:
     """An independent IDX parse: skip the header, read the bytes."""
     with gzip.open(path, "rb") as f:
         return np.frombuffer(f.read(), dtype=np.uint8, offset=header)
-
-
-def write_idx(path: Path, array: np.ndarray, code: int = 0x08, *, compress: bool = False) -> Path:
-    big = array.astype(array.dtype.newbyteorder(">"))
-    data = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    data += big.tobytes()
-    path.write_bytes(gzip.compress(data) if compress else data)
-    return path
 
 
 def image_tree(root: Path, classes: tuple[str, ...], per_class: int = 3) -> Path:
@@ -157,10 +151,10 @@ def test_fashion_train_split_for_training() -> None:
     assert set(np.unique(labels)) == set(range(10))
 
 
-def test_fashion_missing_folder_says_how_to_install(tmp_path: Path) -> None:
-    with pytest.raises(DataBuildError, match="apt-get install dataset-fashion-mnist"):
+def test_fashion_missing_folder_says_what_it_needs(tmp_path: Path) -> None:
+    with pytest.raises(DataBuildError, match=r"nowhere does not exist; a FashionMNIST-format set"):
         load_fashion_test(tmp_path / "nowhere")
-    with pytest.raises(DataBuildError, match="t10k-images-idx3-ubyte"):
+    with pytest.raises(DataBuildError, match=r"t10k-images-idx3-ubyte\[\.gz\] not found"):
         load_fashion_test(tmp_path)
 
 
@@ -177,7 +171,10 @@ def test_build_writes_real_fashion_mnist(built: Path) -> None:
     info = manifest.datasets["fashion_mnist"]
     split = info.splits["test"]
     assert info.classes == FASHION_CLASSES
-    assert not info.synthetic
+    assert info.provenance is Provenance.PUBLIC  # Debian's t10k files: anyone has the labels
+    assert info.title == "FashionMNIST test set (public)"
+    assert "10,000 of its 10,000 images are images of the public FashionMNIST set" in info.note
+    assert "--fashion-mnist DIR" in info.note
     assert info.input_shape == (1, 28, 28)
     assert split.count == 10_000
     assert split.inputs == built / "inputs" / "fashion_mnist" / "test.npy"
@@ -294,7 +291,7 @@ def test_build_from_image_folders(tmp_path: Path, classes: tuple[str, ...]) -> N
     manifest = build_hidden_data(tmp_path / "out", fashion_dir=None, dogs_cats_dir=root, seed=11)
     info = manifest.datasets["dogs_cats"]
     assert set(manifest.datasets) == {"dogs_cats"}
-    assert not info.synthetic
+    assert info.provenance is Provenance.PRIVATE
     assert info.classes == classes
     assert info.input_shape == (3, 96, 96)
     orig, aug = info.splits["ORIG"], info.splits["AUG"]
@@ -446,11 +443,13 @@ def test_write_image_folder_round_trips_the_synthetic_split(tmp_path: Path) -> N
 def test_build_writes_the_documented_layout(built: Path) -> None:
     manifest = load_manifest(built)
     raw = json.loads((built / "manifest.json").read_text())
-    assert raw["format"] == 1
+    assert raw["format"] == 2
+    assert raw["datasets"]["dogs_cats"]["provenance"] == "synthetic"
+    assert "synthetic" not in raw["datasets"]["dogs_cats"]  # one notion, not two flags
     assert raw["built_at"] == manifest.built_at
     assert manifest.inputs_dir == built / "inputs"
     dogs = manifest.dataset("dogs_cats")
-    assert dogs.synthetic
+    assert dogs.provenance is Provenance.SYNTHETIC
     assert "synthetic stand-in" in dogs.note
     assert "not real photos" in dogs.note
     assert dogs.classes == ("cat", "dog")
@@ -572,8 +571,8 @@ def test_verify_refuses_a_broken_manifest(copy_of_built: Path) -> None:
     path.write_text(path.read_text()[:-40])
     with pytest.raises(GraderFault, match=r"manifest\.json: unreadable"):
         load_manifest(copy_of_built, verify=False)
-    path.write_text(json.dumps({"format": 2}))
-    with pytest.raises(GraderFault, match="not a format-1 manifest"):
+    path.write_text(json.dumps({"format": 3}))
+    with pytest.raises(GraderFault, match="not a format-2 manifest"):
         load_manifest(copy_of_built, verify=False)
 
 
@@ -638,6 +637,8 @@ def test_cli_builds_and_says_synthetic(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "SYNTHETIC STAND-IN" in result.output
+    assert "NOTE: fashion_mnist is the PUBLIC FashionMNIST set" in result.output
+    assert "--fashion-mnist DIR" in result.output
     assert "fashion_mnist: test 10000 images" in result.output
     assert "dogs_cats: ORIG 10, AUG 6, NEW 6 images; classes: cat, dog" in result.output
     manifest = load_manifest(out)
@@ -651,7 +652,7 @@ def test_cli_default_out_and_classes(tmp_path: Path) -> None:
     write_idx(fashion / "t10k-labels-idx1-ubyte.gz", np.arange(4, dtype=np.uint8), compress=True)
     result = CliRunner().invoke(
         build_tests,
-        ["--fashion-dir", str(fashion), "--synthetic-count", "6", "--classes", "3"],
+        ["--fashion-mnist", str(fashion), "--synthetic-count", "6", "--classes", "3"],
         env={"GRADER_HOME": str(tmp_path / "home")},
     )
     assert result.exit_code == 0, result.output
@@ -660,13 +661,13 @@ def test_cli_default_out_and_classes(tmp_path: Path) -> None:
     assert manifest.datasets["fashion_mnist"].splits["test"].count == 4
 
 
-def test_cli_missing_fashion_dir_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", ["--fashion-mnist", "--fashion-dir"])
+def test_cli_missing_fashion_dir_is_a_clear_error(tmp_path: Path, option: str) -> None:
     result = CliRunner().invoke(
-        build_tests, ["--out", str(tmp_path / "out"), "--fashion-dir", str(tmp_path / "nope")]
+        build_tests, ["--out", str(tmp_path / "out"), option, str(tmp_path / "nope")]
     )
     assert result.exit_code == 2
-    assert "apt-get install dataset-fashion-mnist" in result.output
-    assert "--fashion-dir" in result.output
+    assert f"--fashion-mnist {tmp_path / 'nope'}: no such folder." in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()

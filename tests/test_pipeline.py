@@ -92,7 +92,9 @@ def test_good_submission_is_graded_fully(graded_by_cli, assignment, backend, che
     env = result.environment
     assert env["backend"] == backend
     assert env["versions"]["torch"].startswith("2.14")
-    assert env["data"] == {"fashion_mnist": "real", "dogs_cats": "synthetic stand-in"}
+    assert env["data"] == {"fashion_mnist": "public", "dogs_cats": "synthetic"}
+    assert "on the hidden FashionMNIST test set (public);" in mynet.message
+    assert result.flags == ()  # the briefly trained MyNet is far below the 97 % ceiling
     assert result.runtime_s > 0
 
 
@@ -117,10 +119,12 @@ def test_cli_grade_writes_the_json_contract(graded_by_cli):
     assert "numpy_nn" in res.output
     assert "mynet" in res.output
     assert "finetune" in res.output
-    assert "synthetic stand-in" in res.output
+    assert "note: dogs_cats is a synthetic stand-in data set, not real photos" in res.output
+    assert "note: fashion_mnist is a PUBLIC data set: anyone can have its labels" in res.output
+    assert "FLAG" not in res.output
     data = json.loads(out.read_text())
     for key in ("status", "score", "max_score", "passed", "message", "parts", "submission_sha256",
-                "runtime_s", "environment"):
+                "runtime_s", "environment", "flags"):
         assert key in data
     assert {p["name"] for p in data["parts"]} == {"numpy_nn", "mynet", "finetune"}
 

@@ -6,9 +6,10 @@ import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +17,9 @@ from grader.batch import BatchError
 from grader.config import Assignment, Settings, load_assignment
 from grader.datasets.manifest import Manifest
 from grader.errors import GraderFault, SpecError
+
+if TYPE_CHECKING:
+    from grader.batch.csvout import Row
 
 EXIT_FAULT = 3  # as `grader grade`: the grader itself failed on some submission
 EXIT_INTERRUPTED = 130
@@ -162,8 +166,23 @@ def batch(ctx: click.Context, source: Path, jobs: int, csv_path: Path, json_dir:
     click.echo(f"{len(report.rows)} students, {report.submissions} submissions ({statuses}): "
                f"{report.graded_now} graded now, {report.skipped} already graded; "
                f"{report.faults} grader faults{published}; wrote {csv_path}, results in {store_root}")
+    _staff_notes(report.rows)
     if report.faults:
         sys.exit(EXIT_FAULT)
+
+
+def _staff_notes(rows: Sequence[Row]) -> None:
+    """After the summary: the students whose result is flagged, and what the hidden data is."""
+    from grader.datasets.provenance import data_notes
+
+    results = [row.entry.result for row in rows if row.entry.result is not None]
+    flagged = [row.entry.student for row in rows if row.entry.result and row.entry.result.flags]
+    if flagged:
+        click.secho(f"flagged for staff: {len(flagged)} students ({', '.join(flagged[:20])}"
+                    f"{', …' if len(flagged) > 20 else ''}); the reasons are in the CSV's flags "
+                    "column", fg="yellow")
+    for note in sorted({note for r in results for note in data_notes(r.environment)}):
+        click.echo(f"note: {note}")
 
 
 @click.command()
@@ -207,12 +226,13 @@ def regrade(ctx: click.Context, store_path: Path, jobs: int, csv_path: Path | No
         click.echo(f"interrupted after {report.graded_now} zips; the rest keep their old results.",
                    err=True)
         sys.exit(EXIT_INTERRUPTED)
+    rows, _ = newest_per_student(store_entries(store, prefer_version=assignment.version))
     if csv_path is not None:
-        rows, _ = newest_per_student(store_entries(store, prefer_version=assignment.version))
         write_csv(csv_path, rows, assignment)
     click.echo(f"{report.changes} of {len(report.lines)} students changed; {report.graded_now} zips "
                f"regraded under spec {assignment.version}, {report.faults} grader faults; "
                f"store {store_path} updated" + (f"; wrote {csv_path}" if csv_path else ""))
+    _staff_notes(rows)
     if report.faults:
         sys.exit(EXIT_FAULT)
 

@@ -5,8 +5,9 @@ spec; the accuracies (``mynet_accuracy``; ``finetune_ORIG``, ``_AUG``, ``_NEW`` 
 ``finetune_weighted``, all on the whole hidden splits, as fractions); ``total``,
 ``max_score``; ``rank`` and ``bonus`` (the final ranking of these rows, by the ranked value on
 the private part as the frozen leaderboard ranks, ties to the older file, with the spec's
-bonus rule); ``status``, ``message``; and ``file``, ``sha256``, ``note`` (duplicates,
-publishing) so every number can be traced back to a zip.
+bonus rule); ``status``, ``message``; ``file``, ``sha256``, ``note`` (duplicates,
+publishing) so every number can be traced back to a zip; and ``flags``, the staff flags of
+the result (e.g. an accuracy above the spec's plausibility ceiling, with the reason).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def metric_columns(assignment: Assignment) -> list[tuple[str, str, str]]:
 def columns(assignment: Assignment) -> list[str]:
     parts = [f"{p.name}_{what}" for p in assignment.parts for what in ("points", "passed")]
     return ["id", *parts, *(c for c, _, _ in metric_columns(assignment)),
-            "total", "max_score", "rank", "bonus", "status", "message", "file", "sha256", "note"]
+            "total", "max_score", "rank", "bonus", "status", "message", "file", "sha256", "note",
+            "flags"]
 
 
 def standings(rows: Iterable[Row], assignment: Assignment) -> dict[str, Standing]:
@@ -112,7 +114,8 @@ def row_values(row: Row, assignment: Assignment, standing: Standing | None = Non
         if part is not None and metric in part.metrics:
             values[column] = f"{part.metrics[metric]:.4f}"
     values.update(total=f"{result.score:g}", max_score=f"{result.max_score:g}",
-                  status=str(result.status), message=safe_cell(result.message))
+                  status=str(result.status), message=safe_cell(result.message),
+                  flags=safe_cell("; ".join(f.reason for f in result.flags)))
     return values
 
 

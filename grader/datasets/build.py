@@ -14,7 +14,12 @@ import numpy as np
 
 from grader.datasets import synthetic
 from grader.datasets.errors import DataBuildError
-from grader.datasets.fashion import DEFAULT_FASHION_DIR, FASHION_CLASSES, load_fashion_test
+from grader.datasets.fashion import (
+    DEFAULT_FASHION_DIR,
+    FASHION_CLASSES,
+    load_fashion_test,
+    public_image_count,
+)
 from grader.datasets.imagefolder import IMAGE_SIZE, load_dogs_cats
 from grader.datasets.manifest import (
     INPUTS,
@@ -27,6 +32,7 @@ from grader.datasets.manifest import (
     sha256_file,
     write_manifest,
 )
+from grader.datasets.provenance import Provenance
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,12 @@ SYNTHETIC_NOTE = (
     "This is a synthetic stand-in, not real photos: procedurally drawn cat and dog faces, "
     "because no real dogs-and-cats photos can be downloaded here; build from real image "
     "folders with `grader build-tests --dogs-cats DIR`."
+)
+# A FashionMNIST set with more than this share of public images is recorded as public.
+PUBLIC_SHARE_LIMIT = 0.01
+PRIVATE_FASHION_HINT = (
+    "For a course, build from your own private FashionMNIST-format set: "
+    "`grader build-tests --fashion-mnist DIR`."
 )
 FASHION_PREPROCESSING = (
     "uint8 grayscale 28x28 images stored as (N, 1, 28, 28); the model input is the array / 255 "
@@ -151,19 +163,41 @@ def _save_split(
     return SplitInfo(split, len(labels), inputs, label_path, counts)
 
 
+def fashion_provenance(
+    images: np.ndarray, public_dir: Path = DEFAULT_FASHION_DIR
+) -> tuple[Provenance, str]:
+    """Public when more than PUBLIC_SHARE_LIMIT of ``images`` are public FashionMNIST images
+    (their labels are anyone's), else private; and the note that says why."""
+    known = public_image_count(images, public_dir)
+    if known is None:
+        return Provenance.PRIVATE, (
+            f"Not compared with the public FashionMNIST set ({public_dir} is not installed): "
+            "make sure these images are your own."
+        )
+    share = f"{known:,} of its {len(images):,} images are images of the public FashionMNIST set"
+    if known > PUBLIC_SHARE_LIMIT * len(images):
+        return Provenance.PUBLIC, (
+            f"{share} (train or t10k), whose labels anyone can have: a submission can carry "
+            "them (inside a checkpoint, say) and score on them without classifying anything. "
+            + PRIVATE_FASHION_HINT
+        )
+    return Provenance.PRIVATE, f"{share}." if known else ""
+
+
 def _fashion(root: Path, folder: Path, say: Callable[[str], None]) -> DatasetInfo:
     say(f"fashion_mnist: reading the test split from {folder}")
     images, labels = load_fashion_test(folder)
+    provenance, note = fashion_provenance(images)
     split = _save_split(
         root, "fashion_mnist", "test", images[:, None], labels, len(FASHION_CLASSES)
     )
-    say(f"fashion_mnist: test, {split.count} images")
+    say(f"fashion_mnist: test, {split.count} images, {provenance}")
     return DatasetInfo(
         name="fashion_mnist",
-        title="FashionMNIST test set",
-        synthetic=False,
-        note="",
-        source=f"FashionMNIST (Zalando Research) t10k IDX files from {folder}",
+        title="FashionMNIST test set" + (" (public)" if provenance is Provenance.PUBLIC else ""),
+        provenance=provenance,
+        note=note,
+        source=f"FashionMNIST-format IDX files t10k-*-ubyte[.gz] from {folder}",
         classes=FASHION_CLASSES,
         input_shape=(1, 28, 28),
         preprocessing=FASHION_PREPROCESSING,
@@ -183,7 +217,7 @@ def _dogs_cats_synthetic(
     return DatasetInfo(
         name="dogs_cats",
         title="Dogs and cats (synthetic stand-in)",
-        synthetic=True,
+        provenance=Provenance.SYNTHETIC,
         note=SYNTHETIC_NOTE,
         source="grader.datasets.synthetic: ORIG and NEW drawn procedurally, AUG = ORIG-like "
         "images passed through grader.datasets.augment",
@@ -207,7 +241,7 @@ def _dogs_cats_folders(
     return DatasetInfo(
         name="dogs_cats",
         title="Dogs and cats",
-        synthetic=False,
+        provenance=Provenance.PRIVATE,
         note=data.note,
         source=data.source,
         classes=classes,

@@ -12,9 +12,18 @@ from grader.config import DEFAULT_ASSIGNMENT, Settings, load_assignment
 from grader.datasets.build import DEFAULT_SYNTHETIC_COUNTS, DOGS_CATS_SPLITS, build_hidden_data
 from grader.datasets.errors import DataBuildError
 from grader.datasets.fashion import DEFAULT_FASHION_DIR
+from grader.datasets.provenance import Provenance
 from grader.datasets.sync import fingerprint, sync_hidden_data, verified_copy
 from grader.datasets.synthetic import MAX_CLASSES
 from grader.errors import GraderFault, SpecError
+
+NOTES = {
+    Provenance.PUBLIC: "is the PUBLIC FashionMNIST set, whose labels anyone can have (a "
+    "submission can carry them inside a checkpoint); every result says so. For a course, pass "
+    "your own private set with --fashion-mnist DIR.",
+    Provenance.SYNTHETIC: "is a SYNTHETIC STAND-IN (drawn cat and dog faces), not real photos; "
+    "pass --dogs-cats DIR to build it from real image folders.",
+}
 
 
 class BuildFailed(click.ClickException):
@@ -47,11 +56,14 @@ def parse_counts(text: str) -> dict[str, int]:
     help="Folder to build into (replaced as a whole). Default: <GRADER_HOME>/hidden/cnn.",
 )
 @click.option(
+    "--fashion-mnist",
     "--fashion-dir",
+    "fashion_dir",
     type=click.Path(path_type=Path),
-    default=DEFAULT_FASHION_DIR,
-    show_default=True,
-    help="Folder with the FashionMNIST IDX files (t10k-*-ubyte[.gz]).",
+    default=None,
+    help="Your own private FashionMNIST-format test set: a folder with "
+    "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]. Without it, the public "
+    f"t10k set in {DEFAULT_FASHION_DIR} is used, and every result says so.",
 )
 @click.option(
     "--dogs-cats",
@@ -96,7 +108,7 @@ def parse_counts(text: str) -> dict[str, int]:
 def build_tests(
     ctx: click.Context,
     out: Path | None,
-    fashion_dir: Path,
+    fashion_dir: Path | None,
     dogs_cats: Path | None,
     new_fraction: float | None,
     synthetic_counts: dict[str, int],
@@ -111,11 +123,14 @@ def build_tests(
         if not isinstance(settings, Settings):
             settings = Settings.from_env()
         out = settings.data_dir / DEFAULT_ASSIGNMENT
-    if not fashion_dir.is_dir():
+    if fashion_dir is None and not DEFAULT_FASHION_DIR.is_dir():
         raise BuildFailed(
-            f"FashionMNIST folder {fashion_dir} not found: install it with "
-            "`apt-get install dataset-fashion-mnist` or pass --fashion-dir DIR."
+            f"FashionMNIST folder {DEFAULT_FASHION_DIR} not found: pass your own set with "
+            "--fashion-mnist DIR, or install the public one with "
+            "`apt-get install dataset-fashion-mnist`."
         )
+    if fashion_dir is not None and not fashion_dir.is_dir():
+        raise BuildFailed(f"--fashion-mnist {fashion_dir}: no such folder.")
     start = time.monotonic()
 
     def progress(message: str) -> None:
@@ -125,7 +140,7 @@ def build_tests(
     try:
         manifest = build_hidden_data(
             out,
-            fashion_dir=fashion_dir,
+            fashion_dir=fashion_dir or DEFAULT_FASHION_DIR,
             dogs_cats_dir=dogs_cats,
             new_fraction=new_fraction,
             synthetic_counts=synthetic_counts,
@@ -145,14 +160,11 @@ def build_tests(
             if dataset.note:
                 click.secho(f"NOTE: {dataset.note}", fg="yellow")
     click.echo(f"Done in {time.monotonic() - start:.1f}s: {out}")
-    dogs = manifest.datasets.get("dogs_cats")
-    if dogs is not None and dogs.synthetic:
-        click.secho(
-            "NOTE: dogs_cats is a SYNTHETIC STAND-IN (drawn cat and dog faces), not real photos; "
-            "pass --dogs-cats DIR to build it from real image folders.",
-            fg="yellow",
-            bold=True,
-        )
+    for dataset in manifest.datasets.values():
+        if dataset.provenance in NOTES:
+            click.secho(f"NOTE: {dataset.name} {NOTES[dataset.provenance]}", fg="yellow", bold=True)
+        elif dataset.note:
+            click.echo(f"note: {dataset.name}: {dataset.note}")
 
 
 def _default_set(ctx: click.Context) -> Path:

@@ -19,9 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from grader.datasets.provenance import Provenance
 from grader.errors import GraderFault
 
-FORMAT = 1
+# 2: each data set records its ``provenance`` (format 1 had a ``synthetic`` flag; still read).
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 INPUTS = "inputs"
 LABELS = "labels"
@@ -42,11 +45,14 @@ class SplitInfo:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """One dataset: its classes, input shape (C, H, W), preprocessing and splits."""
+    """One dataset: its classes, input shape (C, H, W), preprocessing and splits.
+
+    ``note`` tells the instructor what its ``provenance`` means for its results ("" if nothing).
+    """
 
     name: str
     title: str
-    synthetic: bool
+    provenance: Provenance
     note: str
     source: str
     classes: tuple[str, ...]
@@ -116,7 +122,7 @@ def manifest_dict(
         "datasets": {
             name: {
                 "title": d.title,
-                "synthetic": d.synthetic,
+                "provenance": str(d.provenance),
                 "note": d.note,
                 "source": d.source,
                 "classes": list(d.classes),
@@ -192,7 +198,22 @@ def _split(name: str, raw: Any, root: Path, where: str) -> SplitInfo:
     )
 
 
-def _dataset(name: str, raw: Any, root: Path) -> DatasetInfo:
+def _provenance(name: str, raw: Any, root: Path, where: str, fmt: int) -> Provenance:
+    """The recorded provenance; a format-1 manifest has only ``synthetic``, and its
+    FashionMNIST was always built from IDX files with the public set as the default."""
+    if fmt == 1:
+        if _get(raw, "synthetic", bool, root, where):
+            return Provenance.SYNTHETIC
+        return Provenance.PUBLIC if name == "fashion_mnist" else Provenance.PRIVATE
+    value = _get(raw, "provenance", str, root, where)
+    try:
+        return Provenance(value)
+    except ValueError:
+        known = ", ".join(p.value for p in Provenance)
+        raise _damaged(root, MANIFEST_NAME, f"{where}.provenance must be one of {known}") from None
+
+
+def _dataset(name: str, raw: Any, root: Path, fmt: int) -> DatasetInfo:
     where = f"datasets.{name}"
     splits = _get(raw, "splits", dict, root, where)
     classes = _get(raw, "classes", list, root, where)
@@ -206,7 +227,7 @@ def _dataset(name: str, raw: Any, root: Path) -> DatasetInfo:
     return DatasetInfo(
         name=name,
         title=_get(raw, "title", str, root, where),
-        synthetic=_get(raw, "synthetic", bool, root, where),
+        provenance=_provenance(name, raw, root, where, fmt),
         note=_get(raw, "note", str, root, where),
         source=_get(raw, "source", str, root, where),
         classes=tuple(classes),
@@ -226,7 +247,7 @@ def load_manifest(root: Path, *, verify: bool = True) -> Manifest:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _damaged(root, MANIFEST_NAME, f"unreadable ({exc})") from exc
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") not in READABLE_FORMATS:
         raise _damaged(root, MANIFEST_NAME, f"not a format-{FORMAT} manifest")
     files = _get(raw, "files", dict, root, "manifest")
     if not all(isinstance(v, str) for v in files.values()):
@@ -237,7 +258,7 @@ def load_manifest(root: Path, *, verify: bool = True) -> Manifest:
     manifest = Manifest(
         root=root,
         datasets={
-            n: _dataset(n, d, root)
+            n: _dataset(n, d, root, raw["format"])
             for n, d in _get(raw, "datasets", dict, root, "manifest").items()
         },
         files=dict(files),

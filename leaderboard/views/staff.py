@@ -10,6 +10,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from sqlalchemy import func, or_
 from sqlmodel import select
 
+from grader.datasets.provenance import data_notes
 from grader.result import GradeResult
 from leaderboard.app import db, services
 from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus, utcnow
@@ -20,6 +21,7 @@ from leaderboard.reports import (
     grades_csv,
     health,
     regrades,
+    result_flags,
     student_activity,
     upload_median,
 )
@@ -124,6 +126,7 @@ def submissions() -> Any:
     return render_template(
         "staff/submissions.html",
         rows=rows,
+        flags=result_flags(db(), result_ids=[s.result_id for s, _ in rows if s.result_id]),
         total=total,
         page=page,
         pages=max(1, (total + PAGE - 1) // PAGE),
@@ -155,6 +158,7 @@ def submission(submission_id: int) -> Any:
         history=history,
         result=result,
         environment=dict(result.environment) if result else {},
+        data_notes=data_notes(result.environment) if result else [],
         parts=part_views(result, services().spec, frozen=True, staff=True) if result else [],
         status=SubmissionStatus(sub.status),
     )

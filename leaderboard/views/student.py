@@ -17,6 +17,7 @@ from flask import (
     url_for,
 )
 
+from grader.datasets.provenance import data_notes
 from grader.result import GradeResult
 from leaderboard.accounts import AccountError, set_display_name
 from leaderboard.app import db, services
@@ -166,6 +167,7 @@ def submission(submission_id: int) -> Any:
         status=SubmissionStatus(sub.status),
         result=result,
         parts=part_views(result, spec, frozen=frozen) if result else [],
+        data_notes=data_notes(result.environment) if result else [],
         spec=spec,
         frozen=frozen,
     )
