@@ -344,7 +344,7 @@ def test_build_from_one_folder_per_class(tmp_path: Path, classes: tuple[str, ...
                                  progress=said.append)
     info = manifest.datasets["dogs_cats"]
     assert info.classes == classes
-    assert not info.synthetic
+    assert info.provenance == "private"
     orig, aug, new = (info.splits[s] for s in ("ORIG", "AUG", "NEW"))
     # 20 % of each class held out as NEW, the rest ORIG; AUG is ORIG augmented.
     assert new.class_counts == (2,) * len(classes)
