@@ -151,6 +151,39 @@ def _demo_web() -> Callable[..., None]:
     return found["serve"].load()
 
 
+@main.command("render-kit")
+@click.option("--check", "check_only", is_flag=True,
+              help="Write nothing; exit 1 if a generated file differs from the spec.")
+@click.option("--kit", "kit_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The student kit folder (default: student_template/).")
+@click.option("--assignment", "assignment_path", type=click.Path(path_type=Path),
+              help="Assignment spec (folder or TOML); default: hidden_tests/cnn.")
+@click.pass_context
+def render_kit(ctx: click.Context, check_only: bool, kit_dir: Path | None,
+               assignment_path: Path | None) -> None:
+    """Render the kit's numbers (README section, course_limits.json) from the spec."""
+    from grader import kit
+
+    kit_dir = kit_dir or kit.KIT_DIR
+    try:
+        assignment = load_assignment(assignment_path or _settings(ctx).assignment_path)
+        if check_only:
+            stale = kit.stale_files(assignment, kit_dir)
+            for path in stale:
+                click.echo(f"{path} is out of date with the spec; run grader render-kit", err=True)
+            if stale:
+                sys.exit(1)
+            click.echo(f"{kit_dir}: up to date with spec {assignment.name} {assignment.version}")
+            return
+        changed = kit.render_kit(assignment, kit_dir)
+    except (SpecError, kit.KitError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for path in changed:
+        click.echo(f"wrote {path}")
+    if not changed:
+        click.echo(f"{kit_dir}: already up to date")
+
+
 main.add_command(build_tests)
 main.add_command(sync_tests)
 main.add_command(verify_tests)

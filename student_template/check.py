@@ -13,7 +13,8 @@ Each check prints ``ok  <name>`` or ``FAIL <name>: <what to fix>``; the exit cod
 grader relies on (shapes, default constructors, checkpoints that load with
 ``torch.load(..., weights_only=True)``, no network). Passing them does not mean full
 marks: the grader runs hidden tests and hidden test sets. Needs numpy, and torch for
-the model checks.
+the model checks. The course's files and limits come from course_limits.json, next to
+this file (generated from the grader's own settings).
 """
 
 from __future__ import annotations
@@ -41,12 +42,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REQUIRED = ("numpy_nn.py", "pytorch_cnn.py", "model.pt", "finetuned.pt")
-REPORT_NOTEBOOK = "cnn.ipynb"
-KIT_TOOLS = frozenset({"check.py", "train_mynet.py", "train_finetune.py"})
+# The course's files and limits, generated from the grader's assignment spec: not restated here.
+COURSE_FILE = "course_limits.json"
+KIT_TOOLS = frozenset({"check.py", "train_mynet.py", "train_finetune.py", "mnist_data.py"})
 ZIP_NAME = "submission.zip"
-CHECKPOINT_LIMIT_BYTES = 150 * 2**20  # the grader refuses bigger checkpoints
-UPLOAD_LIMIT_BYTES = 200 * 2**20  # and bigger zips
 ITEM_TIMEOUT_S = 120
 DECIMALS = 6
 NETWORK_MESSAGE = (
@@ -82,6 +81,30 @@ SE_DY = np.array([-5.0, -3.75, -2.5, -1.25, 0.0, 1.25, 2.5, 3.75, 5.0])
 
 class CheckFailed(Exception):
     """A check did not pass; the message is the one sentence the student reads."""
+
+
+class Course:
+    """The course's files and limits from course_limits.json (generated from the spec)."""
+
+    def __init__(self, folder: Path) -> None:
+        path = folder / COURSE_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            files, limits = data["files"], data["limits"]
+            self.required = tuple(str(n) for n in files["required"])
+            self.report = tuple(str(n) for n in files["report"])
+            self.checkpoint_bytes = int(limits["checkpoint_bytes"])
+            self.upload_bytes = int(limits["upload_bytes"])
+            self.entry_bytes = int(limits["entry_bytes"])
+            self.total_bytes = int(limits["total_bytes"])
+            self.max_entries = int(limits["max_entries"])
+        except FileNotFoundError:
+            raise CheckFailed(f"{COURSE_FILE} is missing from {folder}: it comes with the kit and "
+                              "holds the course's files and limits; download the kit again "
+                              "and copy it here") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckFailed(f"{COURSE_FILE} in {folder} is damaged ({type(exc).__name__}: "
+                              f"{exc}); download the kit again and copy it here") from None
 
 
 class ItemTimeout(BaseException):
@@ -147,8 +170,9 @@ def expect(actual: object, expected: np.ndarray, what: str, hint: str = "") -> N
 class Kit:
     """The student's folder: imports their modules once, remembers import failures."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, course: Course) -> None:
         self.folder = folder
+        self.course = course
         self._modules: dict[str, object] = {}
         self._errors: dict[str, CheckFailed] = {}
 
@@ -450,33 +474,37 @@ def check_mynet(kit: Kit) -> None:
 
 
 def check_finetune(kit: Kit) -> None:
+    """Builds as the grader does, FinetuneNet(), and as the course does,
+    FinetuneNet(load_pretrained=False); any signature and number of classes that allow both."""
     torch = torch_module()
     FinetuneNet = kit.attr("pytorch_cnn", "FinetuneNet")
     try:
         params = inspect.signature(FinetuneNet).parameters
     except (TypeError, ValueError):
         params = {}
-    if params:
-        require("num_classes" in params and "load_pretrained" in params,
-                "FinetuneNet must take FinetuneNet(num_classes=2, load_pretrained=False), "
-                f"found ({', '.join(params)})")
+    if "load_pretrained" in params:
         require(params["load_pretrained"].default is False,
                 "FinetuneNet's load_pretrained must default to False: the grader builds "
                 "FinetuneNet() without network and loads your finetuned.pt over it")
-        require(params["num_classes"].default == 2,
-                "FinetuneNet's num_classes must default to 2, as in the template")
     torch.manual_seed(0)
-    model = FinetuneNet()
     x = torch.rand(2, 3, 96, 96)
-    out = _run_model(model, x, "FinetuneNet")
-    hint = ": replace resnet's fc with nn.Linear(512, num_classes)" if out.ndim == 2 else ""
-    require(tuple(out.shape) == (2, 2), f"FinetuneNet() must map a (2, 3, 96, 96) batch to "
-            f"(2, 2) scores, got {tuple(out.shape)}{hint}")
+    out = _run_model(FinetuneNet(), x, "FinetuneNet")
+    hint = ": replace resnet's fc with nn.Linear(512, number of classes)" if out.ndim == 2 else ""
+    require(out.ndim == 2 and out.shape[0] == 2 and out.shape[1] >= 2,
+            f"FinetuneNet() must map a (2, 3, 96, 96) batch to (2, K) scores, one per class "
+            f"(K = 2 for dogs and cats), got {tuple(out.shape)}{hint}")
     require(out.is_floating_point() and bool(torch.isfinite(out).all()),
             "FinetuneNet's output must be finite float scores")
-    out = _run_model(FinetuneNet(num_classes=5), x, "FinetuneNet")
-    require(tuple(out.shape) == (2, 5), f"FinetuneNet(num_classes=5) must give (2, 5) scores, "
-            f"got {tuple(out.shape)}: size the new last layer with num_classes")
+    try:
+        course_model = FinetuneNet(load_pretrained=False)
+    except TypeError as exc:
+        raise CheckFailed(f"FinetuneNet(load_pretrained=False) raised {describe(exc, kit.folder)}: "
+                          "the course builds the model this way; keep the argument "
+                          "load_pretrained, default False") from exc
+    same = _run_model(course_model, x, "FinetuneNet")
+    require(tuple(same.shape) == tuple(out.shape),
+            f"FinetuneNet(load_pretrained=False) gives scores of shape {tuple(same.shape)} but "
+            f"FinetuneNet() {tuple(out.shape)}: both must build the same network")
 
 
 def check_classify(kit: Kit) -> None:
@@ -533,9 +561,9 @@ def _load_checkpoint(kit: Kit, name: str, class_name: str) -> None:
     path = kit.folder / name
     require(path.is_file(), f"not found in {kit.folder}: {TRAIN_HINT[name]} (or run python "
             "check.py --skip-checkpoints until then)")
-    size = path.stat().st_size
-    require(size <= CHECKPOINT_LIMIT_BYTES, f"{name} is {size / 2**20:.0f} MiB, over the "
-            f"grader's {CHECKPOINT_LIMIT_BYTES // 2**20} MiB limit: make the model smaller")
+    size, limit = path.stat().st_size, kit.course.checkpoint_bytes
+    require(size <= limit, f"{name} is {size / 2**20:.0f} MiB, over the grader's "
+            f"{limit / 2**20:g} MiB limit: make the model smaller")
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
@@ -578,8 +606,8 @@ def _load_checkpoint(kit: Kit, name: str, class_name: str) -> None:
                 hint = (f"the keys start with '{prefix}' (a wrapped model): save the state_dict "
                         f"of the {class_name} inside the wrapper")
         if class_name == "FinetuneNet" and mismatched and not (missing or unexpected):
-            hint += "; trained on another number of classes? the grader builds FinetuneNet() " \
-                    "with its default num_classes"
+            hint += ("; trained on another number of classes? the grader builds FinetuneNet() "
+                     "with no arguments, so its default must have one output per class")
         raise CheckFailed(f"{name} does not fit {class_name}(): {'; '.join(problems)} — {hint}")
     model.load_state_dict(state, strict=True)
     shape = (2, 1, 28, 28) if class_name == "MyNet" else (2, 3, 96, 96)
@@ -633,9 +661,10 @@ def run_item(kit: Kit, name: str, check) -> str | None:
     return sentence
 
 
-def run_checks(folder: Path, only: set[str], skip_checkpoints: bool) -> tuple[int, int]:
+def run_checks(folder: Path, course: Course, only: set[str], skip_checkpoints: bool
+               ) -> tuple[int, int]:
     """Print one line per check; returns (number run, number failed)."""
-    kit = Kit(folder)
+    kit = Kit(folder, course)
     ran = failed = 0
     for name, check, is_checkpoint in CHECKS:
         if only and name.lower() not in only:
@@ -657,32 +686,49 @@ def run_checks(folder: Path, only: set[str], skip_checkpoints: bool) -> tuple[in
 # --------------------------------------------------------------------------- pack and upload
 
 
-def files_to_pack(folder: Path) -> list[Path]:
-    """Required files, the report, and the student's own top-level helper modules."""
-    chosen = [folder / name for name in REQUIRED]
-    report = [folder / REPORT_NOTEBOOK, *sorted(folder.glob("*.png"))]
+def files_to_pack(folder: Path, course: Course) -> list[Path]:
+    """Required files, the report files present, and the student's own top-level modules.
+
+    Everything sits at the zip's root, as the course asks: no folders.
+    """
+    chosen = [folder / name for name in course.required]
+    report = [folder / name for name in course.report]
     helpers = sorted(p for p in folder.glob("*.py")
-                     if p.name not in REQUIRED and p.name not in KIT_TOOLS)
+                     if p.name not in course.required and p.name not in KIT_TOOLS)
     for path in report + helpers:
         if path.is_file() and not path.name.startswith(".") and path not in chosen:
             chosen.append(path)
     return chosen
 
 
-def pack(folder: Path) -> Path | None:
+def _over_limit(files: list[Path], course: Course) -> str:
+    """Why the zip would be refused for its size or number of files ("" if it would not)."""
+    if len(files) > course.max_entries:
+        return f"{len(files)} files, over the grader's limit of {course.max_entries}"
+    for path in files:
+        if path.stat().st_size > course.entry_bytes:
+            return (f"{path.name} is {path.stat().st_size / 2**20:.0f} MiB, over the grader's "
+                    f"{course.entry_bytes / 2**20:g} MiB limit per file")
+    total = sum(p.stat().st_size for p in files)
+    if total > course.total_bytes:
+        return (f"the files add up to {total / 2**20:.0f} MiB, over the grader's "
+                f"{course.total_bytes / 2**20:g} MiB limit for all files together")
+    return ""
+
+
+def pack(folder: Path, course: Course) -> Path | None:
     """Write submission.zip with every file at its root; None (and a message) if refused."""
-    missing = [name for name in REQUIRED if not (folder / name).is_file()]
+    missing = [name for name in course.required if not (folder / name).is_file()]
     if missing:
         hints = [TRAIN_HINT[m] for m in missing if m in TRAIN_HINT]
         print(f"cannot pack: {', '.join(missing)} missing from {folder}"
               + (f" ({'; '.join(hints)})" if hints else "") + f"; {ZIP_NAME} was not written",
               flush=True)
         return None
-    files = files_to_pack(folder)
-    total = sum(p.stat().st_size for p in files)
-    if total > UPLOAD_LIMIT_BYTES:
-        print(f"cannot pack: the files add up to {total / 2**20:.0f} MiB, over the "
-              f"{UPLOAD_LIMIT_BYTES // 2**20} MiB upload limit", flush=True)
+    files = files_to_pack(folder, course)
+    refusal = _over_limit(files, course)
+    if refusal:
+        print(f"cannot pack: {refusal}; {ZIP_NAME} was not written", flush=True)
         return None
     target = folder / ZIP_NAME
     partial = folder / f".{ZIP_NAME}.partial"
@@ -692,10 +738,18 @@ def pack(folder: Path) -> Path | None:
             method = zipfile.ZIP_STORED if path.suffix in (".pt", ".png") else zipfile.ZIP_DEFLATED
             zf.write(path, arcname=path.name, compress_type=method)
     os.replace(partial, target)
+    if target.stat().st_size > course.upload_bytes:
+        target.unlink()
+        print(f"cannot pack: the zip is over the {course.upload_bytes / 2**20:g} MiB upload "
+              f"limit; {ZIP_NAME} was not written", flush=True)
+        return None
     print(f"packed {target} ({target.stat().st_size / 2**20:.1f} MiB): "
           + ", ".join(p.name for p in files), flush=True)
-    if not (folder / REPORT_NOTEBOOK).is_file():
-        print(f"note: no {REPORT_NOTEBOOK}; the report is expected, though not graded", flush=True)
+    absent = [name for name in course.report if not (folder / name).is_file()]
+    if absent:
+        print(f"note: {', '.join(absent)} {'is' if len(absent) == 1 else 'are'} missing: the "
+              "report is expected, though not graded (the notebook cnn.ipynb saves the plots)",
+              flush=True)
     return target
 
 
@@ -790,7 +844,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the checks, then pack and upload if asked; returns the exit code."""
     args = parse_args(argv)
     sys.dont_write_bytecode = True  # keep __pycache__ out of the student's folder
-    ran, failed = run_checks(HERE, args.only, args.skip_checkpoints)
+    try:
+        course = Course(HERE)
+    except CheckFailed as exc:
+        print(f"cannot check: {exc}", flush=True)
+        return 2
+    ran, failed = run_checks(HERE, course, args.only, args.skip_checkpoints)
     if failed:
         print(f"{failed} of {ran} checks failed: fix the FAIL lines above", flush=True)
     else:
@@ -800,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"note: {failed} checks failed; the parts they belong to will lose points",
               flush=True)
-    archive = pack(HERE)
+    archive = pack(HERE, course)
     if archive is None:
         return 1
     if args.upload:

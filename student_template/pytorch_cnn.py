@@ -4,11 +4,12 @@
 
 - ``MyNet``: your own CNN for FashionMNIST (train it with ``python train_mynet.py``);
 - ``FinetuneNet``: a pretrained ResNet-18 with a new last layer for dogs and cats
-  (train it with ``python train_finetune.py --data DIR --pretrained``);
+  (train it in the notebook, or with ``python train_finetune.py --data DIR --pretrained``);
 - ``classify``: the predicted class of every image of a batch.
 
 The grader builds your models with their DEFAULT constructors, ``MyNet()`` and
-``FinetuneNet()`` (or ``FinetuneNet(num_classes=K)``), loads your checkpoints with
+``FinetuneNet()`` (the course's notebook builds ``FinetuneNet(load_pretrained=False)``,
+the same network), loads your checkpoints with
 ``torch.load(path, weights_only=True, map_location="cpu")`` and
 ``load_state_dict(..., strict=True)``, calls ``model.eval()`` and runs the hidden
 test sets through ``classify``. It has no network: the default constructor must
@@ -21,6 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision import models  # noqa: F401  (for FinetuneNet)
+
+# The number of classes of the dogs-and-cats data (one folder per class): 2, cat and dog.
+# If your data has more classes (some years use 10 breeds), change it; train_finetune.py
+# tells you when it does not match.
+NUM_CLASSES = 2
 
 
 class FCNet(nn.Module):
@@ -78,24 +84,25 @@ class FinetuneNet(nn.Module):
 
     Input: (B, 3, 96, 96) RGB images in [0, 1] (``Resize((96, 96))`` + ``ToTensor()``,
     no normalisation; apply the ImageNet mean/std inside ``forward`` if you want).
-    Output: (B, num_classes) scores (logits or log-probabilities).
+    Output: (B, NUM_CLASSES) scores (logits or log-probabilities).
 
     Build the network with ``models.resnet18(weights=None)`` and replace ``fc`` with a
-    new ``nn.Linear(512, num_classes)``. Load the ImageNet weights ONLY when
-    ``load_pretrained=True`` (``models.ResNet18_Weights.DEFAULT``): the training script
-    asks for them, the grader never does (it has no network and loads your
-    ``finetuned.pt`` over the default ``FinetuneNet()``).
+    new ``nn.Linear(512, NUM_CLASSES)``. Load the ImageNet weights ONLY when
+    ``load_pretrained=True`` (``models.ResNet18_Weights.DEFAULT``): training asks for
+    them, the grader never does (it has no network and loads your ``finetuned.pt`` over
+    the default ``FinetuneNet()``). Any other pretrained model is fine too, as long as
+    nothing is downloaded unless ``load_pretrained=True``.
     """
 
-    def __init__(self, num_classes: int = 2, load_pretrained: bool = False) -> None:
+    def __init__(self, load_pretrained: bool = False) -> None:
         super().__init__()
         raise NotImplementedError(
             "FinetuneNet.__init__: resnet18, pretrained only if load_pretrained, new fc"
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 96, 96) in [0, 1] -> (B, num_classes) scores."""
-        raise NotImplementedError("FinetuneNet.forward: return (B, num_classes) scores")
+        """(B, 3, 96, 96) in [0, 1] -> (B, NUM_CLASSES) scores."""
+        raise NotImplementedError("FinetuneNet.forward: return (B, NUM_CLASSES) scores")
 
 
 def classify(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

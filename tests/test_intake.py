@@ -30,10 +30,10 @@ REQUIRED = {
 }
 REPORT = {
     "cnn.ipynb": b'{"cells": []}',
-    "loss.png": b"\x89PNG\r\n\x1a\n loss",
-    "accuracy.png": b"\x89PNG\r\n\x1a\n accuracy",
-    "mynet.png": b"\x89PNG\r\n\x1a\n mynet",
-    "finetune.png": b"\x89PNG\r\n\x1a\n finetune",
+    "numpy_nn_training.png": b"\x89PNG\r\n\x1a\n numpy loss",
+    "numpy_nn_classification.png": b"\x89PNG\r\n\x1a\n numpy classification",
+    "pytorch_fcnet_training.png": b"\x89PNG\r\n\x1a\n fcnet",
+    "pytorch_cnn_training.png": b"\x89PNG\r\n\x1a\n cnn",
 }
 GOOD = {**REQUIRED, **REPORT}
 

@@ -26,6 +26,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from grader.config import Assignment, Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "student_template"
 SOLUTION = ROOT / "hidden_tests" / "cnn" / "solution"
@@ -121,8 +123,8 @@ def test_solution_passes_every_check_and_packs(tmp_path: Path, state_dicts: Path
     kit = make_kit(tmp_path, solution=True, checkpoints=state_dicts)
     # What goes in: the report and the student's own helper module; what stays out:
     # data, other checkpoints, caches, hidden files, the kit's own tools, other files.
-    (kit / "cnn.ipynb").write_text("{}")
-    (kit / "loss.png").write_bytes(b"\x89PNG fake")
+    (kit / "numpy_nn_training.png").write_bytes(b"\x89PNG fake")
+    (kit / "layer_relu_forward.png").write_bytes(b"\x89PNG not in the course's list")
     (kit / "helpers.py").write_text("HELP = 1\n")
     (kit / "data" / "train").mkdir(parents=True)
     (kit / "data" / "train" / "x.png").write_bytes(b"x")
@@ -140,7 +142,10 @@ def test_solution_passes_every_check_and_packs(tmp_path: Path, state_dicts: Path
         names = sorted(zf.namelist())
         assert zf.read("model.pt") == (state_dicts / "model.pt").read_bytes()
     assert names == sorted(["numpy_nn.py", "pytorch_cnn.py", "model.pt", "finetuned.pt",
-                            "cnn.ipynb", "loss.png", "helpers.py"])
+                            "cnn.ipynb", "numpy_nn_training.png", "helpers.py"])
+    # The report files the spec names and the kit does not have yet are named.
+    assert ("note: numpy_nn_classification.png, pytorch_fcnet_training.png, "
+            "pytorch_cnn_training.png are missing: the report is expected") in proc.stdout
 
 
 def test_pack_refuses_without_model_pt(tmp_path: Path) -> None:
@@ -309,7 +314,7 @@ def test_upload_posts_the_zip_with_the_secret(tmp_path: Path, grader_server) -> 
     [part] = list(message.iter_parts())
     assert part.get_param("name", header="content-disposition") == "file"
     with zipfile.ZipFile(io.BytesIO(part.get_payload(decode=True))) as zf:
-        assert sorted(zf.namelist()) == ["finetuned.pt", "model.pt", "numpy_nn.py",
+        assert sorted(zf.namelist()) == ["cnn.ipynb", "finetuned.pt", "model.pt", "numpy_nn.py",
                                          "pytorch_cnn.py"]
 
 
@@ -384,21 +389,21 @@ def test_solution_reproduces_the_public_layer_values() -> None:
         se.backward(), [-5, -3.75, -2.5, -1.25, 0, 1.25, 2.5, 3.75, 5], decimal=6)
 
 
-def test_load_data_keeps_two_classes_relabelled_and_standardised(tmp_path: Path) -> None:
+def test_load_data_keeps_the_named_classes_in_their_order(tmp_path: Path) -> None:
     nn = load_module(TEMPLATE / "numpy_nn.py", "_template_test_template_nn")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "digits.npz",
-             x_train=rng.integers(0, 256, (50, 4, 4)), y_train=np.arange(50) % 5,
-             x_test=rng.integers(0, 256, (20, 4, 4)), y_test=np.arange(20) % 5)
-    x_train, y_train, x_test, y_test = nn.load_data(str(tmp_path / "digits.npz"), 1, 3)
+             x_train=rng.integers(0, 256, (50, 4, 4)).astype(np.uint8), y_train=np.arange(50) % 5,
+             x_test=rng.integers(0, 256, (20, 4, 4)).astype(np.uint8), y_test=np.arange(20) % 5)
+    (x_train, y_train), (x_test, y_test) = nn.load_data(str(tmp_path / "digits.npz"), (3, 1))
     assert x_train.shape == (20, 16)
     assert y_train.shape == (20, 1)
     assert x_test.shape == (8, 16)
     assert y_test.shape == (8, 1)
-    assert sorted(np.unique(y_train)) == [0.0, 1.0]
-    assert y_train[0, 0] == 0.0
-    assert abs(x_train.mean()) < 1e-9
-    assert abs(x_train.std() - 1) < 1e-9
+    # Named order, not numeric order: a 3 is class 0, a 1 is class 1.
+    assert y_train[:4, 0].tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert x_train.min() >= 0.0
+    assert x_train.max() <= 1.0
 
 
 # --------------------------------------------------------------------------- training scripts
@@ -424,11 +429,19 @@ def test_train_mynet_in_process_writes_a_loadable_state_dict(
         kit_modules: Path, solution_cnn: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
+    # Only the training files: the test split (t10k) is the grader's and is never read.
+    data = kit_modules / "fashion"
+    data.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (data / name).symlink_to(FASHION / name)
     train = load_module(kit_modules / "train_mynet.py", "_template_test_train_mynet")
     out = kit_modules / "model.pt"
-    assert train.main(["--data", str(FASHION), "--limit", "2000", "--epochs", "1",
+    assert train.main(["--data", str(data), "--limit", "2000", "--epochs", "1",
                        "--threads", "1", "--out", str(out)]) == 0
-    assert "validation accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "training MyNet on 2000 images for 1 epoch(s), validating on 6000 held-out training " \
+        "images" in printed
+    assert "validation accuracy" in printed
     state = torch.load(out, weights_only=True, map_location="cpu")
     solution_cnn.MyNet().load_state_dict(state, strict=True)
 
@@ -455,3 +468,174 @@ def test_train_finetune_in_process_on_an_image_folder(
     assert "validation accuracy" in printed
     state = torch.load(out, weights_only=True, map_location="cpu")
     solution_cnn.FinetuneNet().load_state_dict(state, strict=True)
+
+
+def test_train_mynet_holds_out_a_seeded_part_of_the_training_images(kit_modules: Path) -> None:
+    train = load_module(kit_modules / "train_mynet.py", "_template_test_train_mynet_split")
+    fit, val = train.hold_out(1000, 0.1, seed=4)
+    assert len(val) == 100
+    assert sorted(fit + val) == list(range(1000))
+    assert train.hold_out(1000, 0.1, seed=4) == (fit, val)
+    assert train.hold_out(1000, 0.1, seed=5)[1] != val
+
+
+def _image_classes(root: Path, classes: dict[str, int], per_class: int) -> None:
+    """``root/<class>/<i>.png``: the course's layout, one folder per class, one tint each."""
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    for label, tint in classes.items():
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(tint, 30, (40, 50, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i}.png")
+
+
+def test_train_finetune_splits_the_courses_one_folder_per_class_layout(
+        kit_modules: Path, solution_cnn: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    data = kit_modules / "dogs_cats"
+    _image_classes(data, {"cat": 40, "dog": 200}, per_class=10)
+    train = load_module(kit_modules / "train_finetune.py", "_template_test_train_finetune_flat")
+    fit, val, classes = train.split_folders(data, 0.25, seed=3)
+    assert classes == ["cat", "dog"]
+    assert (len(fit), len(val)) == (15, 5)
+    assert sorted(fit.indices + val.indices) == list(range(20))
+    assert train.split_folders(data, 0.25, seed=3)[1].indices == val.indices  # seeded
+    assert train.split_folders(data, 0.25, seed=4)[1].indices != val.indices
+
+    out = kit_modules / "finetuned.pt"
+    assert train.main(["--data", str(data), "--val-fraction", "0.25", "--epochs", "1",
+                       "--batch-size", "5", "--threads", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "classes: cat=0, dog=1" in printed
+    assert "training FinetuneNet on 15 images for 1 epoch(s), validating on 5" in printed
+    state = torch.load(out, weights_only=True, map_location="cpu")
+    solution_cnn.FinetuneNet().load_state_dict(state, strict=True)
+
+
+SEED_STYLE_FINETUNE = ("def __init__(self, num_classes: int = 2, load_pretrained: bool = False) "
+                       "-> None:\n        super().__init__()\n",
+                       "def __init__(self, load_pretrained=False):\n        super().__init__()\n"
+                       "        num_classes = NUM_CLASSES\n")
+
+
+def _seed_style(kit: Path, num_classes: int) -> None:
+    """The course's FinetuneNet(load_pretrained=False), with a module constant for the classes."""
+    old, new = SEED_STYLE_FINETUNE
+    path = kit / "pytorch_cnn.py"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new) + f"\n\nNUM_CLASSES = {num_classes}\n")
+
+
+def test_train_finetune_says_when_the_models_classes_do_not_fit_the_data(
+        kit_modules: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _seed_style(kit_modules, num_classes=2)
+    monkeypatch.setitem(sys.modules, "pytorch_cnn", load_module(kit_modules / "pytorch_cnn.py",
+                                                                "pytorch_cnn"))
+    data = kit_modules / "breeds"
+    _image_classes(data, {"beagle": 30, "persian": 120, "pug": 220}, per_class=3)
+    train = load_module(kit_modules / "train_finetune.py", "_template_test_train_finetune_k")
+    assert train.main(["--data", str(data), "--epochs", "1", "--threads", "1",
+                       "--out", str(kit_modules / "finetuned.pt")]) == 1
+    assert ("FinetuneNet gives 2 scores per image but the data has 3 classes; set NUM_CLASSES = 3 "
+            "in pytorch_cnn.py") in capsys.readouterr().err
+    assert not (kit_modules / "finetuned.pt").exists()
+
+
+# --------------------------------------------------------------------------- FinetuneNet's signature
+
+
+def test_the_template_shows_the_courses_finetunenet_signature() -> None:
+    import inspect
+
+    template = load_module(TEMPLATE / "pytorch_cnn.py", "_template_test_template_cnn")
+    params = inspect.signature(template.FinetuneNet).parameters
+    assert list(params) == ["load_pretrained"]
+    assert params["load_pretrained"].default is False
+
+
+@pytest.mark.parametrize("num_classes", [2, 10])
+def test_a_seed_style_finetunenet_passes_check(tmp_path: Path, num_classes: int) -> None:
+    import torch
+
+    kit = make_kit(tmp_path, solution=True)
+    _seed_style(kit, num_classes)
+    module = load_module(kit / "pytorch_cnn.py", f"_template_test_seed_{num_classes}")
+    torch.save(module.FinetuneNet().state_dict(), kit / "finetuned.pt")
+    proc = run_check(kit, "--only", "FinetuneNet,finetuned.pt")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[:2] == ["ok  FinetuneNet", "ok  finetuned.pt"]
+
+
+FINETUNE_SIGNATURES = {
+    "no load_pretrained argument": (
+        "def __init__(self, load_pretrained=False):", "def __init__(self):",
+        "FinetuneNet(load_pretrained=False) raised TypeError"),
+    "load_pretrained defaults to True": (
+        "def __init__(self, load_pretrained=False):", "def __init__(self, load_pretrained=True):",
+        "load_pretrained must default to False"),
+}
+
+
+@pytest.mark.parametrize("case", list(FINETUNE_SIGNATURES))
+def test_a_finetunenet_the_course_cannot_build_is_named(tmp_path: Path, case: str) -> None:
+    old, new, phrase = FINETUNE_SIGNATURES[case]
+    kit = make_kit(tmp_path, solution=True)
+    _seed_style(kit, 2)
+    (kit / "pytorch_cnn.py").write_text((kit / "pytorch_cnn.py").read_text().replace(
+        old, new).replace("weights = models.ResNet18_Weights.DEFAULT if load_pretrained else None",
+                          "weights = None"))
+    proc = run_check(kit, "--only", "FinetuneNet")
+    assert proc.returncode == 1
+    assert phrase in result_lines(proc.stdout)["FinetuneNet"]
+
+
+def test_a_seed_style_finetunenet_passes_the_grader(tmp_path: Path, settings: Settings,
+                                                     assignment: Assignment) -> None:
+    import torch
+
+    from grader.pipeline import grade
+    from grader.result import Status
+    from tests.factories import make_zip
+
+    kit = make_kit(tmp_path, solution=True)
+    _seed_style(kit, 2)
+    module = load_module(kit / "pytorch_cnn.py", "_template_test_seed_grade")
+    torch.manual_seed(0)
+    torch.save(module.MyNet().state_dict(), kit / "model.pt")
+    torch.save(module.FinetuneNet().state_dict(), kit / "finetuned.pt")
+    archive = make_zip(tmp_path / "seed.zip", {
+        name: (kit / name).read_bytes()
+        for name in ("numpy_nn.py", "pytorch_cnn.py", "model.pt", "finetuned.pt")})
+    result = grade(archive, assignment, settings)
+    finetune = result.part("finetune")
+    assert finetune is not None
+    assert finetune.status is Status.GRADED, finetune.message
+    assert set(finetune.metrics) >= {"ORIG", "AUG", "NEW", "weighted"}
+
+
+# --------------------------------------------------------------------------- the course's numbers
+
+
+def test_check_reads_the_limits_from_course_limits_json(tmp_path: Path, state_dicts: Path) -> None:
+    kit = make_kit(tmp_path, solution=True, checkpoints=state_dicts)
+    course = json.loads((kit / "course_limits.json").read_text())
+    course["limits"]["checkpoint_bytes"] = 2**20  # 1 MiB
+    (kit / "course_limits.json").write_text(json.dumps(course))
+    proc = run_check(kit, "--only", "model.pt")
+    assert proc.returncode == 1
+    assert "over the grader's 1 MiB limit" in result_lines(proc.stdout)["model.pt"]
+
+
+def test_check_without_course_limits_json_says_so(tmp_path: Path) -> None:
+    kit = make_kit(tmp_path, solution=True)
+    (kit / "course_limits.json").unlink()
+    proc = run_check(kit, "--only", "Linear")
+    assert proc.returncode == 2
+    assert proc.stdout.startswith("cannot check: course_limits.json is missing from")
+    assert "download the kit again" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr

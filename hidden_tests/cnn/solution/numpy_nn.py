@@ -19,6 +19,7 @@ The helpers at the bottom (``load_data``, ``visualize_data``, ``visualize_xy``,
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -145,38 +146,47 @@ class SE(Loss):
 
 
 # --------------------------------------------------------------------------- helpers
+# Ready to use, with the course notebook's calls. The plotting ones need matplotlib.
 
 
 def load_data(
-    path: str, class_a: int, class_b: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Load two digits of an npz file (x_train, y_train, x_test, y_test) for binary tasks.
+    path: str, classes: str | Sequence[int] | None = None
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Load an MNIST-like npz: ``(X_trn, y_trn), (X_tst, y_tst) = load_data('full-mnist.npz')``.
 
-    Keeps only the samples labelled ``class_a`` or ``class_b``, relabels them 0
-    (``class_a``) and 1 (``class_b``), flattens every image to one row and
-    standardises with the training set's mean and standard deviation.
+    The npz holds ``x_train``, ``y_train``, ``x_test`` and ``y_test`` (images (N, 28, 28)
+    uint8, labels (N,)), the layout of Keras' ``mnist.npz``; ``python mnist_data.py``
+    writes one from the four MNIST or FashionMNIST IDX files.
 
-    Returns ``x_train`` (N, D) float64, ``y_train`` (N, 1) float64, ``x_test``
-    (M, D) and ``y_test`` (M, 1).
+    ``classes`` keeps only those labels, e.g. ``'49'`` or ``(4, 9)``, and relabels them by
+    their position: with ``'49'`` a 4 becomes 0 and a 9 becomes 1, the targets of a
+    binary classifier. Without ``classes`` every sample keeps its label.
+
+    Returns images as rows of pixels in [0, 1], float64 (N, 784), and labels as float64
+    (N, 1) (the shape of a one-output network's prediction).
     """
     with np.load(path) as data:
-        x_train, y_train = data["x_train"], data["y_train"]
-        x_test, y_test = data["x_test"], data["y_test"]
+        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data]
+        if missing:
+            raise ValueError(f"{path} has no {', '.join(missing)}: write it with "
+                             "python mnist_data.py (x_train, y_train, x_test, y_test)")
+        splits = [(data["x_train"], data["y_train"]), (data["x_test"], data["y_test"])]
+    wanted = None if classes is None else [int(c) for c in classes]
 
-    def two_classes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        y = np.asarray(y).reshape(-1)
-        keep = (y == class_a) | (y == class_b)
-        x = np.asarray(x[keep], dtype=np.float64).reshape(int(keep.sum()), -1)
-        return x, (y[keep] == class_b).astype(np.float64).reshape(-1, 1)
+    def prepare(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y = np.asarray(y).reshape(-1).astype(np.int64)
+        if wanted is not None:
+            keep = np.isin(y, wanted)
+            position = {label: i for i, label in enumerate(wanted)}
+            x, y = x[keep], np.array([position[v] for v in y[keep].tolist()], dtype=np.int64)
+        scale = 255.0 if x.dtype == np.uint8 else 1.0  # uint8 pixels -> [0, 1]
+        x = np.asarray(x, dtype=np.float64).reshape(len(y), -1) / scale
+        return x, y.astype(np.float64).reshape(-1, 1)
 
-    x_train, y_train = two_classes(x_train, y_train)
-    x_test, y_test = two_classes(x_test, y_test)
-    if len(x_train) == 0:
-        raise ValueError(f"{path} has no training samples of class {class_a} or {class_b}")
-    # One mean and one deviation for all pixels: per-pixel deviations are 0 at the borders.
-    mean, std = x_train.mean(), x_train.std()
-    std = std if std > 0 else 1.0
-    return (x_train - mean) / std, y_train, (x_test - mean) / std, y_test
+    (x_trn, y_trn), (x_tst, y_tst) = (prepare(x, y) for x, y in splits)
+    if len(x_trn) == 0:
+        raise ValueError(f"{path} has no training samples of the classes {classes!r}")
+    return (x_trn, y_trn), (x_tst, y_tst)
 
 
 def _pyplot():
@@ -185,6 +195,89 @@ def _pyplot():
     except ImportError as exc:  # the layers themselves only need numpy
         raise ImportError("the plotting helpers need matplotlib: pip install matplotlib") from exc
     return plt
+
+
+def _finish(fig, ax, *, legend, title, xlabel, ylabel, save_filepath):
+    """Labels, legend, layout and the optional PNG of a line plot; returns the figure."""
+    if title:
+        ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if legend:
+        ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    if save_filepath:
+        fig.savefig(save_filepath)
+    return fig
+
+
+def _labels(legend: Sequence[str] | None, n: int) -> list[str | None]:
+    names = list(legend or [])
+    if names and len(names) != n:
+        raise ValueError(f"{len(names)} legend entries for {n} curves")
+    return names or [None] * n
+
+
+def visualize_xy(
+    xys: Sequence[tuple[np.ndarray, np.ndarray]],
+    legend: Sequence[str] | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    title: str = "",
+    xlabel: str = "x",
+    ylabel: str = "y",
+    save_filepath: str | None = None,
+):
+    """Plot curves given as (x, y) pairs, e.g. a layer's output against its input::
+
+        visualize_xy([(x, relu.forward(x))], ['ReLU'], title='ReLU', xlabel='x',
+                     ylabel='ReLU(x)', save_filepath='layer_relu_forward.png')
+
+    ``legend`` (or ``labels``) names the curves. Saves a PNG when ``save_filepath`` is
+    given; returns the figure.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = _labels(legend if legend is not None else labels, len(xys))
+    for (x, y), name in zip(xys, names, strict=True):
+        x, y = np.asarray(x).reshape(-1), np.asarray(y).reshape(-1)
+        order = np.argsort(x, kind="stable")
+        ax.plot(x[order], y[order], label=name)
+    return _finish(fig, ax, legend=any(names), title=title, xlabel=xlabel, ylabel=ylabel,
+                   save_filepath=save_filepath)
+
+
+def visualize_data(
+    curves: Sequence[Sequence[float]],
+    legend: Sequence[str] | None = None,
+    *,
+    title: str = "",
+    xlabel: str = "epoch",
+    ylabel: str = "",
+    save_filepath: str | None = None,
+    hline: float | None = None,
+    hlinelabel: str | None = None,
+):
+    """Plot one value per epoch for each curve, e.g. losses or accuracies::
+
+        visualize_data([val_losses, trn_losses], legend=['validation', 'training'],
+                       xlabel='epoch', ylabel='MSE', save_filepath='numpy_nn_training.png')
+
+    ``hline`` draws a dashed horizontal line (a pass mark, say) named ``hlinelabel``.
+    Epochs count from 1. Saves a PNG when ``save_filepath`` is given; returns the figure.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = _labels(legend, len(curves))
+    for values, name in zip(curves, names, strict=True):
+        values = np.asarray(values, dtype=float).reshape(-1)
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=name)
+    if hline is not None:
+        ax.axhline(hline, color="red", linestyle="--", label=hlinelabel)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
+    return _finish(fig, ax, legend=any(names) or bool(hlinelabel), title=title, xlabel=xlabel,
+                   ylabel=ylabel, save_filepath=save_filepath)
 
 
 def _as_images(x: np.ndarray) -> np.ndarray:
@@ -200,77 +293,32 @@ def _as_images(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), side, side)
 
 
-def visualize_data(x: np.ndarray, y: np.ndarray, n: int = 16, title: str = ""):
-    """Show the first ``n`` samples as a grid of images with their labels; returns the figure."""
-    plt = _pyplot()
-    images, labels = _as_images(x)[:n], np.asarray(y).reshape(len(x), -1)[:n]
-    cols = min(8, len(images))
-    rows = int(np.ceil(len(images) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.6 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, label in zip(axes.flat, images, labels, strict=False):
-        ax.imshow(image, cmap="gray")
-        ax.set_title(str(label.squeeze()), fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+def show_classification(images: np.ndarray, y_hat: np.ndarray, class_names: str | Sequence[str],
+                        columns: int = 8):
+    """Show images with their predicted class names in a new figure; returns the figure.
 
-
-def visualize_xy(x: np.ndarray, y: np.ndarray, y_pred: np.ndarray | None = None, title: str = ""):
-    """Plot a data set of 1-D or 2-D inputs; returns the figure.
-
-    With x of shape (N, 1): y against x as points, and ``y_pred`` as a line if given.
-    With x of shape (N, 2): the points coloured by y (or by ``y_pred`` if given).
+    ``class_names[i]`` names class i: with ``'49'`` a prediction of 0 shows "4" and 1
+    shows "9". ``y_hat`` may be one output per image (a probability of class 1, rounded
+    at 0.5, or a class index) or one score per class (the argmax is taken). Save the
+    figure with ``plt.savefig('numpy_nn_classification.png')`` right after.
     """
     plt = _pyplot()
-    x = np.asarray(x).reshape(len(x), -1)
-    y = np.asarray(y).reshape(-1)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    if x.shape[1] == 1:
-        ax.scatter(x[:, 0], y, s=10, label="data")
-        if y_pred is not None:
-            order = np.argsort(x[:, 0])
-            ax.plot(x[order, 0], np.asarray(y_pred).reshape(-1)[order], "r", label="prediction")
-            ax.legend()
-        ax.set_xlabel("x")
-        ax.set_ylabel("y")
-    elif x.shape[1] == 2:
-        colour = y if y_pred is None else np.asarray(y_pred).reshape(-1)
-        points = ax.scatter(x[:, 0], x[:, 1], c=colour, s=10, cmap="coolwarm")
-        fig.colorbar(points, ax=ax)
-        ax.set_xlabel("x[0]")
-        ax.set_ylabel("x[1]")
+    images = _as_images(images)
+    scores = np.asarray(y_hat, dtype=float).reshape(len(images), -1)
+    if scores.shape[1] > 1:
+        predicted = scores.argmax(axis=1)
+    elif np.all((scores >= 0) & (scores <= 1)):
+        predicted = (scores[:, 0] >= 0.5).astype(int)
     else:
-        raise ValueError(f"visualize_xy shows 1-D or 2-D inputs, not {x.shape[1]}-D")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def show_classification(
-    x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, n: int = 16, title: str = ""
-):
-    """Show ``n`` images with predicted/true labels, mistakes in red; returns the figure.
-
-    ``y_pred`` may be probabilities of class 1 (rounded at 0.5) or class indices.
-    """
-    plt = _pyplot()
-    images = _as_images(x)[:n]
-    truth = np.asarray(y_true).reshape(-1)[:n].astype(int)
-    pred = np.asarray(y_pred, dtype=float).reshape(-1)[:n]
-    pred = (pred >= 0.5).astype(int) if np.all((pred >= 0) & (pred <= 1)) else pred.astype(int)
-    cols = min(8, len(images))
-    rows = int(np.ceil(len(images) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.7 * rows), squeeze=False)
+        predicted = np.rint(scores[:, 0]).astype(int)
+    cols = max(1, min(columns, len(images)))
+    rows = max(1, math.ceil(len(images) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, t, p in zip(axes.flat, images, truth, pred, strict=False):
+    for ax, image, label in zip(axes.flat, images, predicted, strict=False):
         ax.imshow(image, cmap="gray")
-        ax.set_title(f"pred {p} / true {t}", fontsize=8, color="black" if p == t else "red")
-    if title:
-        fig.suptitle(title)
+        name = class_names[label] if 0 <= label < len(class_names) else str(label)
+        ax.set_title(str(name), fontsize=10)
     fig.tight_layout()
     return fig
