@@ -13,7 +13,8 @@ import pytest
 from leaderboard import create_app
 from leaderboard.settings import WebSettings
 from tests.leaderboard.factories import tiny_zip
-from tests.leaderboard.helpers import Roster, csrf_of, sign_in, sign_in_staff
+from leaderboard.views.auth import safe_next
+from tests.leaderboard.helpers import INSTRUCTOR, Roster, csrf_of, sign_in, sign_in_staff
 
 
 def upload(client: Any, token: str | None, body: bytes = b"", name: str = "s.zip") -> Any:
@@ -177,16 +178,64 @@ def test_api_needs_a_known_bearer_secret(client: Any, roster: Roster) -> None:
     assert other.status_code == 404
 
 
-@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil"])
-def test_sign_in_does_not_redirect_off_site(client: Any, roster: Roster, target: str) -> None:
-    token = csrf_of(client)
-    response = client.post(
-        "/login",
-        query_string={"next": target},
-        data={"secret": roster.secrets["s003"], "csrf_token": token},
-    )
-    assert response.status_code == 302
-    assert response.headers["Location"] in ("/upload", "/profile?first=1")
+OFF_SITE = [
+    "//evil.example/x",
+    "///evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/x\\y",
+    "https://evil.example/",
+    "javascript:alert(1)",
+    "evil.example",
+    "/\t/evil.example",  # browsers drop tabs and newlines: //evil.example
+    "/\n/evil.example",
+    "/\r/evil.example",
+    "/%09/evil.example",  # the same, percent-encoded once more
+    "/%0a/evil.example",
+    "/%2F%2Fevil.example",
+    "/%5Cevil.example",
+    " /upload",
+    "/up load",
+    "/\u200b/evil.example",  # invisible
+    "/\u2028x",
+    "/" + "a" * 3000,
+    "",
+    None,
+]
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+def test_next_off_site_falls_back_to_the_default(target: str | None) -> None:
+    assert safe_next(target, "/default") == "/default"
+
+
+@pytest.mark.parametrize("target", ["/upload", "/submissions/3", "/staff/submissions?q=ann&status=graded",
+                                    "/staff/submissions?q=a%2Fb", "/x/./y"])
+def test_next_on_site_is_kept(target: str) -> None:
+    assert safe_next(target, "/default") == target
+
+
+@pytest.mark.parametrize("raw", ["/%09/example.com", "/%0a/example.com", "/%0d%0a/x", "//example.com",
+                                 "/%5C/example.com", "https://example.com"])
+def test_sign_in_forms_do_not_redirect_off_site(app: Any, roster: Roster, raw: str) -> None:
+    """The query string as a browser sends it; both sign-in forms, both roles."""
+    student, staff = app.test_client(), app.test_client()
+    first = student.post(f"/login?next={raw}", data={"secret": roster.secrets["s003"],
+                                                     "csrf_token": csrf_of(student)})
+    assert first.status_code == 302
+    assert first.headers["Location"] == "/upload"
+    staff_answer = staff.post(f"/staff/login?next={raw}", data={
+        "username": INSTRUCTOR[0], "password": INSTRUCTOR[1], "csrf_token": csrf_of(staff, "/staff/login")})
+    assert staff_answer.status_code == 302
+    assert staff_answer.headers["Location"] == "/staff/"
+
+
+def test_sign_in_follows_a_same_site_next(app: Any, roster: Roster) -> None:
+    client = app.test_client()
+    client.get("/submissions")  # sends the visitor to /login?next=/submissions
+    response = client.post("/login?next=/submissions", data={"secret": roster.secrets["s003"],
+                                                            "csrf_token": csrf_of(client)})
+    assert response.headers["Location"] == "/submissions"
 
 
 EVIL = "<script>alert(1)</script><img src=x onerror=alert(2)>"
