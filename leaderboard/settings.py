@@ -64,6 +64,7 @@ class WebSettings:
     poll_interval_s: float = 2.0  # how often open pages ask for fresh status
     board_poll_interval_s: float = 10.0
     secure_cookies: bool = False  # set on behind HTTPS
+    proxy_hops: int = 0  # reverse proxies in front that set X-Forwarded-For (0: the peer is the client)
     enforce_deadlines: bool = True  # refuse uploads before `opens` and after `final`
 
     @property

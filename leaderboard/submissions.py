@@ -52,6 +52,14 @@ def human_bytes(n: int) -> str:
     return f"{max(1, round(n / 2**10))} KiB"
 
 
+def upload_too_large_message(limit: int) -> str:
+    """The one sentence for a zip over the upload limit, wherever it is found out."""
+    return (
+        f"The upload is larger than the limit of {human_bytes(limit)}; "
+        "zip only the required files and try again."
+    )
+
+
 class UploadRefused(Exception):
     """An upload that is not taken; ``message`` is for the student, ``http_status`` for the API."""
 
@@ -136,11 +144,7 @@ def store_archive(stream: IO[bytes], *, upload_dir: Path, max_bytes: int) -> Sto
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise UploadRefused(
-                        f"The upload is larger than the limit of {human_bytes(max_bytes)}; "
-                        "zip only the required files and try again.",
-                        http_status=413,
-                    )
+                    raise UploadRefused(upload_too_large_message(max_bytes), http_status=413)
                 digest.update(chunk)
                 out.write(chunk)
     except BaseException:
