@@ -49,8 +49,8 @@ def csrf_token() -> str:
 
 
 def _check_csrf() -> None:
-    if request.method not in UNSAFE_METHODS or request.path.startswith("/api/"):
-        return  # the API takes no cookies for writes: a Bearer secret is required there
+    if request.method not in UNSAFE_METHODS or request.path.startswith(("/api/", "/internal/")):
+        return  # these take no cookies for writes: a Bearer secret or job token is required there
     expected = session.get("csrf", "")
     if not expected:  # no session: refused before the body is read
         abort(400, CSRF_MESSAGE)

@@ -156,6 +156,13 @@ def store_archive(stream: IO[bytes], *, upload_dir: Path, max_bytes: int) -> Sto
     return StoredArchive(key, path, digest.hexdigest(), size)
 
 
+def keeps_archive(result: GradeResult) -> bool:
+    """Whether the zip stays on disk once this result is recorded. An upload refused as invalid
+    uses no attempt, so its zip is deleted (else a student could fill the disk at no cost) and
+    it is not regraded; every other zip stays for regrades."""
+    return result.status is not Status.INVALID
+
+
 def attempts_used(session: Session, *, student_id: int, assignment_id: int) -> int:
     """Uploads that use up an attempt: all except invalid ones and grader faults."""
     return session.exec(
@@ -540,9 +547,10 @@ def mark_enqueued(engine: Engine, *, submission_ids: Iterable[int]) -> None:
 
 
 def request_regrade(session: Session, *, submission_ids: Iterable[int]) -> list[int]:
-    """Queue finished submissions again (regrades run after fresh uploads); returns their ids."""
+    """Queue finished submissions again (regrades run after fresh uploads); returns their ids.
+    Invalid uploads are not taken: their zips were deleted (``keeps_archive``)."""
     ids = list(submission_ids)
-    done = [s for s in SubmissionStatus if not s.pending]
+    done = [s for s in SubmissionStatus if not s.pending and s is not SubmissionStatus.INVALID]
     taken: list[int] = []
     for sub_id in ids:
         n = session.execute(

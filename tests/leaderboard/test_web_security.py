@@ -152,6 +152,44 @@ def test_other_bodies_and_form_fields_are_small(client: Any, roster: Roster) -> 
     assert client.post("/upload", data=body, content_type=content_type).status_code == 400
 
 
+def test_uploads_refused_at_the_door_leave_no_file(web_settings: WebSettings, roster: Roster) -> None:
+    """Each kind of refusal, several times, through the page and the API: the folder stays as it is."""
+    from datetime import UTC, datetime, timedelta
+
+    app = create_app(replace(web_settings, max_upload_bytes=50_000, upload_rate_count=2,
+                             upload_rate_window_s=600))
+    svc = app.extensions["leaderboard"]
+    pages = {sid: app.test_client() for sid in ("s001", "s002", "s003")}
+    for sid, page in pages.items():
+        sign_in(page, roster.secrets[sid])
+
+    def attempts(sid: str, body: bytes, n: int = 4) -> set[int]:
+        form, content_type = multipart({"csrf_token": csrf_of(pages[sid], "/upload").encode(), "file": body})
+        codes = {pages[sid].post("/upload", data=form, content_type=content_type).status_code
+                 for _ in range(n)}
+        headers = {"Authorization": f"Bearer {roster.secrets[sid]}"}
+        for _ in range(n):
+            codes.add(pages[sid].post("/api/submissions", data=body, headers=headers,
+                                      content_type="application/zip").status_code)
+        return codes
+
+    assert upload(pages["s001"], csrf_of(pages["s001"], "/upload")).status_code == 302  # one kept
+    kept = stored_files(web_settings)
+    assert len(kept) == 1
+    assert attempts("s001", b"x" * 60_000) == {413}  # too large
+    assert attempts("s001", b"") == {400}  # empty
+    assert upload(pages["s001"], csrf_of(pages["s001"], "/upload")).status_code == 302
+    kept = stored_files(web_settings)
+    assert attempts("s001", tiny_zip()) == {429}  # rate limit
+    object.__setattr__(svc, "spec", replace(svc.spec, upload_budget=0))
+    assert attempts("s002", tiny_zip()) == {403}  # no attempts left
+    closed = {"final": datetime.now(UTC) - timedelta(days=1)}
+    object.__setattr__(svc, "spec", replace(svc.spec, upload_budget=100, deadlines=closed))
+    assert attempts("s003", tiny_zip()) == {403}  # after the deadline
+    assert stored_files(web_settings) == kept
+    app.extensions["leaderboard"].engine.dispose()
+
+
 def test_too_many_uploads_get_429_with_a_clear_message(web_settings: WebSettings, roster: Roster) -> None:
     app = create_app(replace(web_settings, upload_rate_count=3, upload_rate_window_s=600))
     client = app.test_client()
