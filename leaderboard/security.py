@@ -75,7 +75,7 @@ def wants_json() -> bool:
     return request.path.startswith(("/api/", "/internal/")) or request.path.endswith(".json")
 
 
-def error_response(exc: HTTPException) -> tuple[Response | str, int]:
+def error_response(exc: HTTPException) -> tuple[Response, int]:
     """The error page (or JSON under /api/) for an HTTP error, with its human message."""
     code = exc.code or 500
     custom = exc.description and exc.description != type(exc).description
@@ -86,8 +86,12 @@ def error_response(exc: HTTPException) -> tuple[Response | str, int]:
         response = jsonify({"error": message, "status": code})
         if isinstance(exc.response, Response):
             response.headers.update(exc.response.headers)
-        return response, code
-    return render_template("error.html", code=code, message=message), code
+    else:
+        response = Response(render_template("error.html", code=code, message=message))
+    retry_after = getattr(exc, "retry_after", None)  # 429 and 503 say when to come back
+    if isinstance(retry_after, int) and retry_after > 0:
+        response.headers["Retry-After"] = str(retry_after)
+    return response, code
 
 
 def init_app(app: Flask) -> None:
