@@ -364,9 +364,10 @@ def test_check_py_upload_does_not_hold_the_zip_in_memory(tmp_path: Path, checkpo
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    # VmHWM: this process's own peak (ru_maxrss would carry the forking parent's over exec).
     script = (
-        "import resource, sys\nfrom pathlib import Path\nimport check\n"
-        "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "import re, sys\nfrom pathlib import Path\nimport check\n"
+        "peak = lambda: int(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read())[1]) * 1024\n"
         "before = peak()\n"
         "ok = check.upload(Path(sys.argv[1]), sys.argv[2], 's', 300)\n"
         "print('result', ok, peak() - before)\n"
