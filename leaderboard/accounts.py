@@ -11,11 +11,12 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import func
 from sqlmodel import Session, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from leaderboard.models import Instructor, Student
+from leaderboard.names import name_keys
+from leaderboard.ranking import ANONYMOUS
 
 DISPLAY_NAME_MAX = 40
 ROSTER_COLUMNS = ("id", "name", "email", "display_name")
@@ -125,8 +126,18 @@ def parse_roster(text: str) -> list[RosterEntry]:
 
 
 def import_roster(session: Session, *, entries: Iterable[RosterEntry], roster_key: str) -> tuple[int, int]:
-    """Add new students and update the names of known ones; returns (added, updated)."""
+    """Add new students and update the names of known ones; returns (added, updated).
+
+    Refused as a whole (AccountError) when two display names would read as the same name."""
     known = {s.roster_id: s for s in session.exec(select(Student)).all()}
+    entries = list(entries)
+    names = {rid: s.display_name for rid, s in known.items()}
+    names.update({e.roster_id: e.display_name for e in entries if e.display_name})
+    for entry in entries:
+        other = name_clash(names, entry.display_name, owner=entry.roster_id) if entry.display_name else None
+        if other is not None:
+            raise AccountError(f"Roster id {entry.roster_id}: the display name {entry.display_name!r} "
+                               f"reads as {other!r}, which another student has; change one of them.")
     added = updated = 0
     for entry in entries:
         student = known.get(entry.roster_id)
@@ -180,14 +191,32 @@ def clean_display_name(raw: str) -> str:
     return name
 
 
+def name_clash(names: Mapping[str, str], name: str, *, owner: str) -> str | None:
+    """Another owner's name in ``names`` (owner -> display name) read as ``name``; or the
+    placeholder the board shows for students without one."""
+    keys = name_keys(name)
+    if keys & name_keys(ANONYMOUS):
+        return ANONYMOUS
+    for other_owner, other in names.items():
+        if other and other_owner != owner and keys & name_keys(other):
+            return other
+    return None
+
+
+def _clash_message(name: str, other: str) -> str:
+    if unicodedata.normalize("NFKC", name).casefold() == unicodedata.normalize("NFKC", other).casefold():
+        return "That display name is taken; choose another."
+    return f"That display name looks too much like \u201c{other}\u201d, which is taken; choose another."
+
+
 def set_display_name(session: Session, *, student: Student, raw: str) -> str:
-    """Set a student's public pseudonym; unique regardless of letter case."""
+    """Set a student's public pseudonym: unique after NFKC, in any letter case, and by look
+    (no Cyrillic A, U+0410, beside a Latin A; see ``leaderboard.names``)."""
     name = clean_display_name(raw)
-    taken = session.exec(
-        select(Student.id).where(func.lower(Student.display_name) == name.lower(), Student.id != student.id)
-    ).first()
-    if taken is not None:
-        raise AccountError("That display name is taken; choose another.")
+    others = {str(i): n for i, n in session.exec(select(Student.id, Student.display_name)).all()}
+    other = name_clash(others, name, owner=str(student.id))
+    if other is not None:
+        raise AccountError(_clash_message(name, other))
     student.display_name = name
     session.add(student)
     session.flush()

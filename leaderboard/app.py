@@ -10,6 +10,7 @@ from flask import Flask, current_app, g
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from grader.config import Assignment, load_assignment
 from leaderboard.db import make_engine, session_scope
@@ -71,8 +72,6 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     max_upload = settings.max_upload_bytes or spec.limits.upload_bytes
     app.config.update(
         SECRET_KEY=settings.secret_key,
-        MAX_CONTENT_LENGTH=max_upload + 64 * 1024,  # room for the form fields around the zip
-        MAX_FORM_MEMORY_SIZE=64 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
@@ -95,9 +94,13 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     except SQLAlchemyError:  # no schema yet: `flask init-db` makes it
         log.info("database not initialised yet; run `flask --app leaderboard init-db`")
 
-    from leaderboard import commands, security
+    from leaderboard import bodies, commands, security
     from leaderboard.views import api, auth, internal, staff, student
 
+    if settings.proxy_hops:  # behind N reverse proxies: the client address is theirs to tell
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    bodies.init_app(app)
     security.init_app(app)
     app.register_blueprint(board.bp)
     app.register_blueprint(auth.bp)

@@ -1,4 +1,5 @@
-"""Where a worker finds the archive it grades: the shared upload folder, or the web app.
+"""Where a worker finds the archive it grades: the shared upload folder, or the web app; and
+how the archive of a refused upload is deleted.
 
 On one machine (or with the upload folder on shared storage) the worker reads
 ``<instance>/uploads/<key>.zip``. A worker machine without that folder sets
@@ -94,6 +95,23 @@ def _download(claim: Claim, base_url: str, out: BinaryIO, *, max_bytes: int) -> 
         log.warning("submission %s: fetching the archive failed (%s); trying again in %.0f s",
                     claim.submission_id, problem, wait_s)
         time.sleep(wait_s)
+
+
+def discard_archive(claim: Claim, settings: WebSettings) -> None:
+    """Delete the archive of a claimed submission that was refused (an invalid zip): nothing of
+    it stays on disk. Called while the claim holds, whose token lets a worker on another machine
+    ask the web app to delete it; a failure is logged, never raised (the result still counts)."""
+    if not settings.archive_url:
+        (settings.upload_dir / f"{claim.archive_key}.zip").unlink(missing_ok=True)
+        return
+    url = f"{settings.archive_url.rstrip('/')}/internal/archives/{claim.submission_id}"
+    request = urllib.request.Request(url, method="DELETE", headers={"Authorization": f"Bearer {claim.token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60):
+            pass
+    except (urllib.error.URLError, OSError) as exc:
+        log.warning("submission %s: the refused archive could not be deleted (DELETE %s: %s)",
+                    claim.submission_id, url, exc)
 
 
 def _check_digest(path: Path, claim: Claim) -> None:

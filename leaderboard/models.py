@@ -218,3 +218,18 @@ class WorkerBeat(SQLModel, table=True):
     seen_at: datetime = Field(default_factory=utcnow)
     graded: int = 0
     current_submission_id: int | None = None
+
+
+class SignInFailure(SQLModel, table=True):
+    """One failed sign-in, counted against a key: an account or a client address. Kept in the
+    database so every web process and machine counts the same; rows older than the window go."""
+
+    __tablename__ = "sign_in_failure"
+    __table_args__ = (
+        Index("ix_sign_in_failure_key_at", "key", "at"),
+        Index("ix_sign_in_failure_at", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200)
+    at: datetime = Field(default_factory=utcnow)

@@ -23,13 +23,14 @@ from sqlmodel import Session, select
 from grader.config import Settings, load_assignment
 from grader.result import GradeResult
 from leaderboard.db import make_engine, session_scope
-from leaderboard.models import AssignmentRow, Result, Student, Submission
+from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus
 from leaderboard.settings import WebSettings
 from leaderboard.submissions import (
     UploadRefused,
     accept_upload,
     claim,
     ensure_assignment,
+    keeps_archive,
     record_result,
     request_regrade,
     store_archive,
@@ -95,7 +96,8 @@ def record_offline(
             existing = session.exec(
                 select(Submission)
                 .where(Submission.student_id == student.id, Submission.assignment_id == assignment.id,
-                       Submission.archive_sha256 == result.submission_sha256)
+                       Submission.archive_sha256 == result.submission_sha256,
+                       Submission.status != SubmissionStatus.INVALID)  # its zip is gone: a new one
                 .order_by(Submission.id.desc())  # type: ignore[union-attr]
             ).first() if result.submission_sha256 else None
             if existing is not None:
@@ -116,6 +118,8 @@ def record_offline(
         taken = claim(engine, submission_id=submission_id, worker=WORKER, max_attempts=2**31 - 1)
         if taken is None or not record_result(engine, claim=taken, result=result, spec=spec, worker=WORKER):
             raise PublishError(f"submission {submission_id} was taken by a grading worker meanwhile")
+        if not keeps_archive(result):
+            (web.upload_dir / f"{taken.archive_key}.zip").unlink(missing_ok=True)
         return f"submission {submission_id}"
     except UploadRefused as exc:
         if stored is not None:

@@ -10,7 +10,6 @@ from flask import (
     Flask,
     Response,
     abort,
-    current_app,
     jsonify,
     render_template,
     request,
@@ -18,7 +17,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from leaderboard.submissions import human_bytes
+from leaderboard.bodies import too_large_message
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +49,13 @@ def csrf_token() -> str:
 
 
 def _check_csrf() -> None:
-    if request.method not in UNSAFE_METHODS or request.path.startswith("/api/"):
-        return  # the API takes no cookies for writes: a Bearer secret is required there
+    if request.method not in UNSAFE_METHODS or request.path.startswith(("/api/", "/internal/")):
+        return  # these take no cookies for writes: a Bearer secret or job token is required there
     expected = session.get("csrf", "")
+    if not expected:  # no session: refused before the body is read
+        abort(400, CSRF_MESSAGE)
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
-    if not expected or not sent or not hmac.compare_digest(expected, sent):
+    if not sent or not hmac.compare_digest(expected, sent):
         abort(400, CSRF_MESSAGE)
 
 
@@ -74,34 +75,35 @@ def wants_json() -> bool:
     return request.path.startswith(("/api/", "/internal/")) or request.path.endswith(".json")
 
 
-def _error(exc: HTTPException) -> tuple[Response | str, int]:
+def error_response(exc: HTTPException) -> tuple[Response, int]:
+    """The error page (or JSON under /api/) for an HTTP error, with its human message."""
     code = exc.code or 500
     custom = exc.description and exc.description != type(exc).description
     message = exc.description if custom else MESSAGES.get(code, exc.description or "")
     if code == 413 and not custom:
-        limit = current_app.config["MAX_UPLOAD_BYTES"]
-        message = (
-            f"The upload is larger than the limit of {human_bytes(limit)}; "
-            "zip only the required files and try again."
-        )
+        message = too_large_message()
     if wants_json():
         response = jsonify({"error": message, "status": code})
         if isinstance(exc.response, Response):
             response.headers.update(exc.response.headers)
-        return response, code
-    return render_template("error.html", code=code, message=message), code
+    else:
+        response = Response(render_template("error.html", code=code, message=message))
+    retry_after = getattr(exc, "retry_after", None)  # 429 and 503 say when to come back
+    if isinstance(retry_after, int) and retry_after > 0:
+        response.headers["Retry-After"] = str(retry_after)
+    return response, code
 
 
 def init_app(app: Flask) -> None:
     app.before_request(_check_csrf)
     app.after_request(_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token
-    app.register_error_handler(HTTPException, _error)
+    app.register_error_handler(HTTPException, error_response)
 
     @app.errorhandler(Exception)
     def _crash(exc: Exception) -> tuple[Response | str, int]:
         if isinstance(exc, HTTPException):
-            return _error(exc)
+            return error_response(exc)
         log.exception("unhandled error on %s %s", request.method, request.path)
         if wants_json():
             return jsonify({"error": MESSAGES[500], "status": 500}), 500

@@ -49,6 +49,9 @@ class WebSettings:
     max_upload_bytes: int = 0  # 0: the assignment's limits.upload_bytes
     upload_rate_count: int = 5  # at most this many uploads per student ...
     upload_rate_window_s: float = 60.0  # ... within this window
+    signin_window_s: float = 600.0  # failed sign-ins count for this long; a locked key waits it out
+    signin_account_failures: int = 10  # an instructor account is locked after this many failures
+    signin_address_failures: int = 30  # a client address (per kind of sign-in) after this many
     heartbeat_s: float = 5.0  # how often a worker says it is still grading
     stale_after_s: float = 60.0  # no heartbeat for this long: the worker is gone, re-queue
     grading_margin_s: float = 120.0  # on top of the spec's wall time before a run is stuck
@@ -64,6 +67,7 @@ class WebSettings:
     poll_interval_s: float = 2.0  # how often open pages ask for fresh status
     board_poll_interval_s: float = 10.0
     secure_cookies: bool = False  # set on behind HTTPS
+    proxy_hops: int = 0  # reverse proxies in front that set X-Forwarded-For (0: the peer is the client)
     enforce_deadlines: bool = True  # refuse uploads before `opens` and after `final`
 
     @property

@@ -53,6 +53,14 @@ def human_bytes(n: int) -> str:
     return f"{max(1, round(n / 2**10))} KiB"
 
 
+def upload_too_large_message(limit: int) -> str:
+    """The one sentence for a zip over the upload limit, wherever it is found out."""
+    return (
+        f"The upload is larger than the limit of {human_bytes(limit)}; "
+        "zip only the required files and try again."
+    )
+
+
 class UploadRefused(Exception):
     """An upload that is not taken; ``message`` is for the student, ``http_status`` for the API."""
 
@@ -149,11 +157,7 @@ def store_archive(stream: IO[bytes], *, upload_dir: Path, max_bytes: int) -> Sto
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise UploadRefused(
-                        f"The upload is larger than the limit of {human_bytes(max_bytes)}; "
-                        "zip only the required files and try again.",
-                        http_status=413,
-                    )
+                    raise UploadRefused(upload_too_large_message(max_bytes), http_status=413)
                 digest.update(chunk)
                 out.write(chunk)
     except BaseException:
@@ -163,6 +167,13 @@ def store_archive(stream: IO[bytes], *, upload_dir: Path, max_bytes: int) -> Sto
         path.unlink(missing_ok=True)
         raise UploadRefused("The file is empty; choose your submission zip.")
     return StoredArchive(key, path, digest.hexdigest(), size)
+
+
+def keeps_archive(result: GradeResult) -> bool:
+    """Whether the zip stays on disk once this result is recorded. An upload refused as invalid
+    uses no attempt, so its zip is deleted (else a student could fill the disk at no cost) and
+    it is not regraded; every other zip stays for regrades."""
+    return result.status is not Status.INVALID
 
 
 def attempts_used(session: Session, *, student_id: int, assignment_id: int) -> int:
@@ -540,9 +551,10 @@ def mark_enqueued(engine: Engine, *, submission_ids: Iterable[int]) -> None:
 
 
 def request_regrade(session: Session, *, submission_ids: Iterable[int]) -> list[int]:
-    """Queue finished submissions again (regrades run after fresh uploads); returns their ids."""
+    """Queue finished submissions again (regrades run after fresh uploads); returns their ids.
+    Invalid uploads are not taken: their zips were deleted (``keeps_archive``)."""
     ids = list(submission_ids)
-    done = [s for s in SubmissionStatus if not s.pending]
+    done = [s for s in SubmissionStatus if not s.pending and s is not SubmissionStatus.INVALID]
     taken: list[int] = []
     for sub_id in ids:
         n = session.execute(

@@ -32,7 +32,7 @@ from grader.errors import GraderFault, SpecError
 from grader.leftovers import sweep_once
 from grader.result import GradeResult, Status
 from grader.share import spec_for_jobs
-from leaderboard.archives import archive_for
+from leaderboard.archives import archive_for, discard_archive
 from leaderboard.db import make_engine, session_scope
 from leaderboard.models import AssignmentRow, WorkerBeat, utcnow
 from leaderboard.ranking import maybe_auto_freeze
@@ -42,6 +42,7 @@ from leaderboard.submissions import (
     claim,
     ensure_assignment,
     heartbeat,
+    keeps_archive,
     mark_enqueued,
     queued_since,
     record_result,
@@ -136,6 +137,8 @@ class Grader:
             result = self._grade(taken)
             if result.status == Status.GRADER_FAULT and self._retry(taken):
                 return
+            if not keeps_archive(result):  # while the claim holds: its token opens a remote delete
+                discard_archive(taken, self.settings)
             record_result(self.engine, claim=taken, result=result, spec=self.spec, worker=self.name)
             log.info(
                 "submission %s: %s %.1f/%.1f",

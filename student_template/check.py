@@ -37,6 +37,7 @@ import urllib.parse
 import urllib.request
 import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -753,12 +754,23 @@ def pack(folder: Path, course: Course) -> Path | None:
     return target
 
 
-def _multipart(path: Path) -> tuple[bytes, str]:
+def _multipart(path: Path) -> tuple[Iterator[bytes], int, str]:
+    """The zip as the form field ``file``: the body in 1 MiB pieces read from disk as they are
+    sent (never the whole zip in memory), its length, and its content type."""
     boundary = f"----check-{uuid.uuid4().hex}"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
             f"filename=\"{path.name}\"\r\nContent-Type: application/zip\r\n\r\n").encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
-    return head + path.read_bytes() + tail, f"multipart/form-data; boundary={boundary}"
+
+    def pieces() -> Iterator[bytes]:
+        yield head
+        with path.open("rb") as fh:
+            while piece := fh.read(1 << 20):
+                yield piece
+        yield tail
+
+    length = len(head) + path.stat().st_size + len(tail)
+    return pieces(), length, f"multipart/form-data; boundary={boundary}"
 
 
 def _json(raw: bytes) -> dict:
@@ -772,10 +784,11 @@ def _json(raw: bytes) -> dict:
 def upload(archive: Path, base_url: str, secret: str, timeout_s: float) -> bool:
     """POST the zip to URL/api/submissions; prints the server's answer; True if accepted."""
     url = base_url.rstrip("/") + "/api/submissions"
-    body, content_type = _multipart(archive)
+    body, length, content_type = _multipart(archive)
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Authorization": f"Bearer {secret}",
         "Content-Type": content_type,
+        "Content-Length": str(length),
         "Accept": "application/json",
     })
     try:

@@ -28,6 +28,66 @@
     });
   }
 
+  // ---- upload: send the form with XMLHttpRequest to show its progress (without script it
+  // is an ordinary form post); a zip over the limit is refused before a byte is sent
+  var form = $("[data-upload-form]");
+  if (form && window.FormData && window.XMLHttpRequest) {
+    var fileInput = $("input[type=file]", form);
+    var errorBox = $("[data-upload-error]");
+    var bar = $("[data-progress]", form);
+    var meter = $("progress", bar);
+    var said = $("[data-progress-text]", bar);
+    var button = $("button[type=submit]", form);
+    var mib = function (n) { return (n / 1048576).toFixed(1) + " MiB"; };
+    var fail = function (message) {
+      errorBox.textContent = message;
+      errorBox.hidden = false;
+      bar.hidden = true;
+      button.disabled = false;
+    };
+    form.addEventListener("submit", function (e) {
+      var file = fileInput.files && fileInput.files[0];
+      if (!file) { return; }
+      e.preventDefault();
+      errorBox.hidden = true;
+      if (file.size > Number(form.getAttribute("data-max-bytes"))) {
+        fail(form.getAttribute("data-too-large"));
+        return;
+      }
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.getAttribute("action") || window.location.pathname);
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.upload.addEventListener("progress", function (ev) {
+        if (!ev.lengthComputable) { return; }
+        meter.max = ev.total;
+        meter.value = ev.loaded;
+        said.textContent = "Uploading " + file.name + ": " + mib(ev.loaded) + " of " +
+          mib(ev.total) + " (" + Math.floor(100 * ev.loaded / ev.total) + "%)";
+      });
+      xhr.upload.addEventListener("load", function () {
+        meter.removeAttribute("value");  // indeterminate while the server stores the zip
+        said.textContent = "Sent; the server is storing " + file.name + "\u2026";
+      });
+      xhr.addEventListener("load", function () {
+        var data = null;
+        try { data = JSON.parse(xhr.responseText); } catch (err) { data = null; }
+        if (xhr.status < 300 && data && data.location) {
+          window.location.assign(data.location);
+          return;
+        }
+        fail((data && data.error) || "The upload failed (HTTP " + xhr.status + "); try again.");
+      });
+      xhr.addEventListener("error", function () {
+        fail("The upload was interrupted; check your connection and try again.");
+      });
+      button.disabled = true;
+      bar.hidden = false;
+      meter.value = 0;
+      said.textContent = "Starting the upload of " + file.name + "\u2026";
+      xhr.send(new FormData(form));
+    });
+  }
+
   function poll(url, every, onData) {
     var timer = null;
     var stop = function () { if (timer) { clearTimeout(timer); timer = null; } };

@@ -17,18 +17,25 @@ from leaderboard.app import db, services
 from leaderboard.models import Student, Submission
 from leaderboard.present import submission_json
 from leaderboard.submissions import UploadRefused, remaining_attempts, student_submissions
-from leaderboard.views.auth import current_student
+from leaderboard.views.auth import check_sign_in, current_student, sign_in_failed, sign_in_limits
 from leaderboard.views.student import is_frozen, load_result, receive_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 def _bearer_student() -> Student | None:
+    """The student whose secret the Bearer header carries; a wrong one counts as a failed
+    sign-in from this address (the same count as the sign-in page's), 429 when locked."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return student_by_secret(db(), secret=token.strip())
+    limits = sign_in_limits("secret")
+    check_sign_in(limits)
+    student = None
+    if scheme.lower() == "bearer" and token.strip():
+        student = student_by_secret(db(), secret=token.strip())
+    if student is None:
+        sign_in_failed(limits)
+    return student
 
 
 def _api_student(*, allow_session: bool) -> Student:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     flash,
     g,
@@ -17,10 +20,20 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.exceptions import TooManyRequests
 
 from leaderboard.accounts import authenticate_instructor, student_by_secret
-from leaderboard.app import db
-from leaderboard.models import Instructor, Student
+from leaderboard.app import db, services
+from leaderboard.models import Instructor, Student, utcnow
+from leaderboard.throttle import (
+    Limit,
+    account_key,
+    address_key,
+    forget,
+    record_failure,
+    retry_message,
+    wait_s,
+)
 
 bp = Blueprint("auth", __name__)
 
@@ -43,11 +56,29 @@ def current_instructor() -> Instructor | None:
     return g.instructor
 
 
-def _safe_next(target: str | None, default: str) -> str:
-    """Only same-site paths: no open redirects."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+MAX_NEXT_CHARS = 2000
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """``target`` if it is a path on this site, else ``default``: the one rule against open
+    redirects, for every ``next`` the app reads.
+
+    A path starts with one "/" that no "/" or "\\" follows, holds no backslash, whitespace,
+    control or invisible character, and parses with no scheme or host; all of this also after
+    one round of percent-decoding. Browsers drop tabs and newlines from a URL, so
+    ``/%09/evil.example`` would take them to //evil.example.
+    """
+    if not target or len(target) > MAX_NEXT_CHARS:
+        return default
+    for text in (target, unquote(target)):
+        if not text.startswith("/") or text[1:2] in ("/", "\\") or "\\" in text:
+            return default
+        if any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in text):
+            return default
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc:
+            return default
+    return target
 
 
 def student_required(view: F) -> F:
@@ -84,37 +115,84 @@ def _start_session(role: str, uid: int) -> None:
         session["csrf"] = csrf
 
 
+class SignInThrottled(TooManyRequests):
+    """Too many failed sign-ins on this account or from this address (429, with Retry-After)."""
+
+
+def sign_in_limits(kind: str, account: str = "") -> list[Limit]:
+    """What a failed sign-in counts against: the client address for this kind of sign-in, and
+    the account when the attempt names one (an instructor's username; a student's secret names
+    no account until it matches)."""
+    settings = services().settings
+    limits = [Limit(address_key(kind, request.remote_addr or ""), settings.signin_address_failures)]
+    if account:
+        limits.append(Limit(account_key(kind, account), settings.signin_account_failures))
+    return limits
+
+
+def check_sign_in(limits: list[Limit]) -> None:
+    """Refuse (429) while any of ``limits`` is locked, before the credentials are looked at."""
+    now = utcnow()
+    wait = wait_s(db(), limits=limits, window_s=services().settings.signin_window_s, now=now)
+    if wait:
+        raise SignInThrottled(retry_message(wait, now), retry_after=wait)
+
+
+def sign_in_failed(limits: list[Limit]) -> None:
+    """Count a failed sign-in; refuse (429) at once if that locked a key."""
+    now = utcnow()
+    wait = record_failure(db(), limits=limits, window_s=services().settings.signin_window_s, now=now)
+    db().commit()
+    if wait:
+        raise SignInThrottled(retry_message(wait, now), retry_after=wait)
+
+
+def _form_page(template: str, error: str, status: int, retry_after_s: int = 0) -> Response:
+    response = Response(render_template(template, error=error), status=status)
+    if retry_after_s:
+        response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     """Students sign in with the secret their instructor handed out."""
-    error = ""
-    if request.method == "POST":
+    if request.method == "GET":
+        return _form_page("login.html", "", 200)
+    limits = sign_in_limits("secret")
+    try:
+        check_sign_in(limits)
         student = student_by_secret(db(), secret=request.form.get("secret", ""))
         if student is None:
-            error = "That secret is not known. Check it, or ask your instructor for yours."
-        else:
-            _start_session("student", student.id or 0)
-            if not student.display_name:
-                return redirect(url_for("student.profile", first=1))
-            return redirect(_safe_next(request.args.get("next"), url_for("student.upload")))
-    return render_template("login.html", error=error), 401 if error else 200
+            sign_in_failed(limits)
+            return _form_page("login.html", "That secret is not known. Check it, or ask your "
+                              "instructor for yours.", 401)
+    except SignInThrottled as exc:
+        return _form_page("login.html", str(exc.description), 429, int(exc.retry_after or 0))
+    _start_session("student", student.id or 0)
+    if not student.display_name:
+        return redirect(url_for("student.profile", first=1))
+    return redirect(safe_next(request.args.get("next"), url_for("student.upload")))
 
 
 @bp.route("/staff/login", methods=["GET", "POST"])
 def staff_login() -> Any:
-    error = ""
-    if request.method == "POST":
-        user = authenticate_instructor(
-            db(),
-            username=request.form.get("username", ""),
-            password=request.form.get("password", ""),
-        )
+    if request.method == "GET":
+        return _form_page("staff/login.html", "", 200)
+    username = request.form.get("username", "")
+    limits = sign_in_limits("staff", username)
+    try:
+        check_sign_in(limits)
+        user = authenticate_instructor(db(), username=username, password=request.form.get("password", ""))
         if user is None:
-            error = "Wrong username or password."
-        else:
-            _start_session("instructor", user.id or 0)
-            return redirect(_safe_next(request.args.get("next"), url_for("staff.index")))
-    return render_template("staff/login.html", error=error), 401 if error else 200
+            sign_in_failed(limits)
+            return _form_page("staff/login.html", "Wrong username or password.", 401)
+    except SignInThrottled as exc:
+        return _form_page("staff/login.html", str(exc.description), 429, int(exc.retry_after or 0))
+    forget(db(), key=account_key("staff", username))  # the account's count; the address's stays
+    db().commit()
+    _start_session("instructor", user.id or 0)
+    return redirect(safe_next(request.args.get("next"), url_for("staff.index")))
 
 
 @bp.route("/logout", methods=["POST"])

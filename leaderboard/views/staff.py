@@ -171,11 +171,14 @@ def regrade_one(submission_id: int) -> Any:
     db().commit()
     for sub_id in taken:
         services().queue.enqueue(sub_id, priority=0)
-    flash(
-        f"Submission {submission_id} is queued for regrading."
-        if taken
-        else f"Submission {submission_id} is still being graded; try again when it is done."
-    )
+    sub = db().get(Submission, submission_id)
+    if taken:
+        flash(f"Submission {submission_id} is queued for regrading.")
+    elif sub is not None and sub.status == SubmissionStatus.INVALID:
+        flash(f"Submission {submission_id} was refused as invalid and its zip deleted, so it cannot "
+              "be regraded; the student can upload again without using an attempt.")
+    else:
+        flash(f"Submission {submission_id} is still being graded; try again when it is done.")
     return redirect(url_for("staff.submission", submission_id=submission_id))
 
 

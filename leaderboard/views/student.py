@@ -11,18 +11,22 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
     url_for,
 )
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from grader.datasets.provenance import data_notes
 from grader.result import GradeResult
 from leaderboard.accounts import AccountError, set_display_name
 from leaderboard.app import db, services
+from leaderboard.bodies import drain, too_large_message
 from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus
 from leaderboard.present import part_views
+from leaderboard.security import error_response
 from leaderboard.submissions import (
     UploadRefused,
     accept_upload,
@@ -31,6 +35,7 @@ from leaderboard.submissions import (
     remaining_attempts,
     store_archive,
     student_submissions,
+    upload_too_large_message,
 )
 from leaderboard.views.auth import current_student, student_required
 
@@ -91,40 +96,68 @@ def _remaining(student: Student) -> int:
     )
 
 
+def _wants_json() -> bool:
+    """The upload page's script sends the form itself (to show progress) and reads JSON."""
+    return request.accept_mimetypes.best == "application/json"
+
+
+def _upload_page(student: Student, *, error: str = "", status: int = 200, retry_after_s: int = 0) -> Response:
+    """The upload form, with ``error`` above it (the form is kept, so the student can retry)."""
+    svc = services()
+    if _wants_json() and error:
+        response = jsonify({"error": error, "status": status})
+        response.status_code = status
+    else:
+        limit = current_app.config["MAX_UPLOAD_BYTES"]
+        response = Response(
+            render_template(
+                "upload.html",
+                student=student,
+                remaining=_remaining(student),
+                budget=svc.spec.upload_budget,
+                max_size=human_bytes(limit),
+                max_bytes=limit,
+                too_large=upload_too_large_message(limit),
+                required=svc.spec.files.required,
+                error=error,
+            ),
+            status=status,
+        )
+    if retry_after_s:
+        response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
 @bp.route("/upload", methods=["GET", "POST"])
 @student_required
 def upload() -> Any:
     student = current_student()
     assert student is not None
-    svc = services()
-    error, status = "", 200
-    if request.method == "POST":
-        file = request.files.get("file")
-        if file is None or not file.filename:
-            error, status = "Choose your submission zip first.", 400
-        else:
-            try:
-                sub = receive_upload(student, file.stream, file.filename)
-            except UploadRefused as exc:
-                error, status = exc.message, exc.http_status
-            else:
-                flash(f"Uploaded {sub.filename}; it is queued for grading.")
-                return redirect(url_for("student.submissions"))
-    response = Response(
-        render_template(
-            "upload.html",
-            student=student,
-            remaining=_remaining(student),
-            budget=svc.spec.upload_budget,
-            max_size=human_bytes(current_app.config["MAX_UPLOAD_BYTES"]),
-            required=svc.spec.files.required,
-            error=error,
-        ),
-        status=status,
-    )
-    if status == 429:
-        response.headers["Retry-After"] = str(int(svc.settings.upload_rate_window_s))
-    return response
+    if request.method == "GET":
+        return _upload_page(student)
+    file = request.files.get("file")
+    if file is None or not file.filename:
+        return _upload_page(student, error="Choose your submission zip first.", status=400)
+    try:
+        sub = receive_upload(student, file.stream, file.filename)
+    except UploadRefused as exc:
+        return _upload_page(
+            student, error=exc.message, status=exc.http_status, retry_after_s=exc.retry_after_s
+        )
+    flash(f"Uploaded {sub.filename}; it is queued for grading.")
+    if _wants_json():
+        return jsonify({"location": url_for("student.submissions"), "id": sub.id})
+    return redirect(url_for("student.submissions"))
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(exc: RequestEntityTooLarge) -> Any:
+    """A body over the limit on the upload page: the page again, with the true 413 message."""
+    student = current_student() if request.endpoint == "student.upload" else None
+    if student is None:
+        return error_response(exc)
+    drain()
+    return _upload_page(student, error=too_large_message(), status=413)
 
 
 @bp.route("/submissions")

@@ -19,7 +19,7 @@ from grader.datasets.sync import fingerprint
 from grader.pipeline import grade
 from leaderboard.models import Result, Submission
 from leaderboard.submissions import claim
-from tests.leaderboard.factories import tiny_good_zip
+from tests.leaderboard.factories import tiny_good_zip, tiny_zip
 from tests.leaderboard.helpers import (
     ROOT,
     Stack,
@@ -94,6 +94,34 @@ def test_the_archive_endpoint_opens_only_the_running_job(cluster: Stack) -> None
     other = api_upload(cluster, cluster.roster.secrets["s002"], tiny_good_zip(seed=4)).get_json()["id"]
     assert client.get(f"/internal/archives/{other}",
                       headers={"Authorization": f"Bearer {held.token}"}).status_code == 404
+
+    # The same token deletes the archive (of an upload the run found invalid); nothing else does.
+    stored = cluster.settings.upload_dir / f"{held.archive_key}.zip"
+    assert client.delete(url).status_code == 404
+    assert client.delete(url, headers={"Authorization": f"Bearer {held.token[:-1]}x"}).status_code == 404
+    assert client.delete(f"/internal/archives/{other}",
+                         headers={"Authorization": f"Bearer {held.token}"}).status_code == 404
+    assert stored.exists()
+    assert client.delete(url, headers={"Authorization": f"Bearer {held.token}"}).status_code == 204
+    assert not stored.exists()
+    assert client.get(url, headers={"Authorization": f"Bearer {held.token}"}).status_code == 410
+
+
+@pytest.mark.slow
+def test_a_worker_on_another_machine_deletes_the_zip_of_an_invalid_upload(
+    cluster: Stack, grader_home: Path, tmp_path: Path
+) -> None:
+    machine = _machine(tmp_path, "machine-a", grader_home / "hidden" / "cnn")
+    cluster.start_worker(**machine, LEADERBOARD_ARCHIVE_URL=cluster.server.url)
+    secret = cluster.roster.secrets["s003"]
+    ids = [api_upload(cluster, secret, tiny_zip(), f"notes-{i}.zip").get_json()["id"] for i in range(3)]
+    ids.append(api_upload(cluster, secret, tiny_good_zip(seed=5), "good.zip").get_json()["id"])
+    statuses = wait_done(cluster, ids, timeout_s=240)
+    with Session(cluster.engine) as session:
+        keys = {s.id: s.archive_key for s in session.exec(select(Submission)).all()}
+    on_disk = {i: (cluster.settings.upload_dir / f"{keys[i]}.zip").exists() for i in ids}
+    assert statuses == {**dict.fromkeys(ids[:3], "invalid"), ids[3]: "graded"}
+    assert on_disk == {**dict.fromkeys(ids[:3], False), ids[3]: True}
 
 
 def test_a_worker_without_verified_hidden_data_refuses_to_start(cluster: Stack, tmp_path: Path) -> None:

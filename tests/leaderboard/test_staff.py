@@ -123,9 +123,16 @@ def test_regrade_one_and_all_show_old_and_new(app: Any, roster: Roster, tmp_path
     page = client.get(f"/staff/submissions/{first}").get_data(as_text=True)
     assert "(current)" in page
     assert "staff-only finetune" in page  # staff see the details
-    # Regrade all: every finished submission goes back in the queue.
+    # Regrade all: every finished submission goes back in the queue, but for an invalid upload,
+    # whose zip was deleted.
+    refused = _graded(app, roster, "s003", tmp_path, 3, status="invalid")
     client.post("/staff/regrade-all", data={"csrf_token": token})
     assert len(svc.queue.pending_ids()) == 2
+    answer = client.post(f"/staff/submissions/{refused}/regrade", data={"csrf_token": token},
+                         follow_redirects=True)
+    assert "was refused as invalid and its zip deleted, so it cannot be regraded" in answer.get_data(
+        as_text=True)
+    assert refused not in svc.queue.pending_ids()
 
 
 def test_freeze_from_the_staff_page(app: Any, roster: Roster, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ SQLite database + Huey on SQLite, and PostgreSQL + Huey on Redis."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import urllib.error
@@ -12,8 +13,10 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from leaderboard.db import session_scope
 from leaderboard.models import Submission
-from tests.leaderboard.helpers import Stack, api_upload, results_of, sign_in, wait_done
+from leaderboard.submissions import request_regrade
+from tests.leaderboard.helpers import Stack, api_upload, csrf_of, results_of, sign_in, wait_done
 
 pytestmark = pytest.mark.slow
 
@@ -125,10 +128,49 @@ def test_fifty_uploads_at_once_are_stored_queued_and_graded(stack: Stack, zips: 
     with Session(stack.engine) as session:
         rows = session.exec(select(Submission).where(Submission.id.in_(ids))).all()  # type: ignore[union-attr]
     assert len(rows) == 50
-    for row in rows:  # every archive is on disk, byte for byte
-        stored = stack.settings.upload_dir / f"{row.archive_key}.zip"
-        assert stored.stat().st_size == row.size_bytes
+    assert sum(row.size_bytes for row in rows) == sum(len(b) for b in bodies)
     statuses = wait_done(stack, ids, timeout_s=240)
     assert sorted(statuses.values()).count("crashed") == 2
     assert sorted(statuses.values()).count("invalid") == 48
     assert all(results_of(stack, i) == 1 for i in ids)
+    for row in rows:  # the graded archives are on disk byte for byte; the invalid ones are gone
+        stored = stack.settings.upload_dir / f"{row.archive_key}.zip"
+        if statuses[row.id or 0] == "invalid":
+            assert not stored.exists()
+        else:
+            assert stored.stat().st_size == row.size_bytes
+
+
+def test_uploads_refused_as_invalid_leave_no_file(stack: Stack, zips: dict[str, bytes]) -> None:
+    """A refused upload uses no attempt, so its zip must not stay: else the disk fills for free."""
+    secret = stack.roster.secrets["s004"]
+    client = stack.app.test_client()
+    sign_in(client, secret)
+    folder = stack.settings.upload_dir
+
+    def archives() -> dict[int, str]:
+        with Session(stack.engine) as session:
+            return {s.id or 0: s.archive_key for s in session.exec(select(Submission).where(
+                Submission.student_id == stack.roster.ids["s004"])).all()}
+
+    earlier = archives()  # the session's other tests upload as this student too
+    before = client.get("/api/submissions").get_json()["remaining_attempts"]
+    ids = [api_upload(stack, secret, zips["invalid"], f"bad-{i}.zip").get_json()["id"] for i in range(4)]
+    for i in range(2):  # the page, as the browser posts it
+        response = client.post("/upload", data={"csrf_token": csrf_of(client, "/upload"),
+                                                "file": (io.BytesIO(zips["invalid"]), f"page-{i}.zip")},
+                               content_type="multipart/form-data")
+        assert response.status_code == 302
+    keys = {i: k for i, k in archives().items() if i not in earlier}
+    assert len(keys) == 6
+    assert set(wait_done(stack, list(keys)).values()) == {"invalid"}
+    assert [k for k in keys.values() if (folder / f"{k}.zip").exists()] == []
+    assert client.get("/api/submissions").get_json()["remaining_attempts"] == before
+    # A regrade would find no zip: it does not take them.
+    assert request_regrade_ids(stack, list(keys)) == []
+    assert set(ids) <= set(keys)
+
+
+def request_regrade_ids(stack: Stack, ids: list[int]) -> list[int]:
+    with session_scope(stack.engine) as session:
+        return request_regrade(session, submission_ids=ids)
