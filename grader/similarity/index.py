@@ -20,6 +20,7 @@ Submissions of the same owner (one student's uploads) are never paired.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -73,6 +74,8 @@ class Config:
     lines: FlagLines = field(default_factory=FlagLines)
     exact_top: int = 5
     max_pairs: int = 50
+    common_share: float = 0.05  # code in more than this share of submissions (and ...
+    common_min: int = 10  # ... more than this many) is common, not counted
     min_cohort: int = 8  # other submissions of an architecture needed for a cohort mean or median
 
 
@@ -156,23 +159,44 @@ class _Split:
 
 
 class _Code:
-    """One source file of every submission: its own (non-template) fingerprints, and who has each."""
+    """One source file of every submission: its own (non-template) fingerprints, who has each,
+    and in how many living submissions each occurs (passages most of a course shares are
+    idioms, not copying: MOSS ignores them too)."""
 
     def __init__(self, template: str | None, file: str) -> None:
         fps = [codesim.fingerprint(file, template)] if template else []
         self.template = codesim.boilerplate(fps)
         self.own: dict[int, np.ndarray] = {}
         self.postings: dict[int, list[int]] = {}
+        self.count: dict[int, int] = {}
+        self.alive = 0
 
     def add(self, row: int, fp: codesim.CodeFingerprint) -> None:
         own = codesim.own_hashes(fp, self.template)
         self.own[row] = own
+        self.alive += 1
         for value in own.tolist():
             self.postings.setdefault(value, []).append(row)
+            self.count[value] = self.count.get(value, 0) + 1
 
-    def shared(self, row: int, rows: int) -> np.ndarray:
-        """How many own fingerprints ``row`` shares with every row (dead rows included)."""
-        lists = [self.postings[v] for v in self.own[row].tolist()]
+    def remove(self, row: int) -> None:
+        for value in self.own.get(row, np.zeros(0, np.int64)).tolist():
+            self.count[value] -= 1
+        self.own[row] = np.zeros(0, dtype=np.int64)
+        self.alive -= 1
+
+    def common_limit(self, share: float, minimum: int) -> int:
+        """A fingerprint in more living submissions than this is common code, ignored."""
+        return max(minimum, math.ceil(share * self.alive))
+
+    def common(self, rows: tuple[int, ...], limit: int) -> np.ndarray:
+        """The common fingerprints among those of ``rows`` (sorted)."""
+        values = np.unique(np.concatenate([self.own.get(r, np.zeros(0, np.int64)) for r in rows]))
+        return values[np.array([self.count.get(v, 0) > limit for v in values.tolist()], dtype=bool)]
+
+    def shared(self, row: int, rows: int, limit: int) -> np.ndarray:
+        """How many of ``row``'s own, not common fingerprints it shares with every row (dead rows too)."""
+        lists = [self.postings[v] for v in self.own[row].tolist() if self.count.get(v, 0) <= limit]
         if not lists:
             return np.zeros(rows, dtype=np.int64)
         return np.bincount(np.concatenate([np.asarray(x, dtype=np.int64) for x in lists]), minlength=rows)
@@ -198,9 +222,6 @@ class _Cheap:
 
     def raise_to(self, values: np.ndarray) -> None:
         np.maximum(self.score, np.nan_to_num(values, nan=0.0), out=self.score)
-
-
-_evidence = np.vectorize(evidence, otypes=[np.float64])
 
 
 # --------------------------------------------------------------------------- the index
@@ -308,7 +329,7 @@ class SimilarityIndex:
             split.grow(row + 1)
             split.has[row] = False
         for file in entry.evidence.code:
-            self._code[file].own[row] = np.zeros(0, dtype=np.int64)
+            self._code[file].remove(row)
 
     # ---- comparing one submission with others
 
@@ -364,11 +385,11 @@ class SimilarityIndex:
             raw_full = np.full(len(cheap.others), np.nan)
             raw_full[at[here]] = raw_values[here]
             factor = WEAK if shared else 1.0
-            cheap.raise_to(_evidence(raw_full, lines.weights_raw) * factor)
+            cheap.raise_to(evidence(raw_full, lines.weights_raw) * factor)
             delta_full = np.full(len(cheap.others), np.nan)
             if delta is not None:
                 delta_full[at[here]] = delta.whole()[here]
-                cheap.raise_to(_evidence(delta_full, lines.weights_delta))
+                cheap.raise_to(evidence(delta_full, lines.weights_delta))
             cheap.weights[slot] = {
                 "same_digest": same_digest,
                 "member_at": at,
@@ -440,11 +461,11 @@ class SimilarityIndex:
             cheap.groups[group], cheap.group_has[group] = counts, has_group[group]
             strong = np.where(counts.same_wrong >= lines.min_shared_errors, 1.0, WEAK)
             cheap.raise_to(
-                np.where(has_group[group], _evidence(counts.kappa, lines.predictions_wrong) * strong, 0)
+                np.where(has_group[group], evidence(counts.kappa, lines.predictions_wrong) * strong, 0)
             )
             cheap.raise_to(
                 np.where(
-                    has_group[group], _evidence(counts.share_identical, lines.predictions_agree) * WEAK, 0
+                    has_group[group], evidence(counts.share_identical, lines.predictions_agree) * WEAK, 0
                 )
             )
 
@@ -452,26 +473,34 @@ class SimilarityIndex:
         for index in self._code.values():
             if row not in index.own or not len(index.own[row]):
                 continue
-            shared = index.shared(row, len(self._rows))[cheap.others]
+            limit = index.common_limit(self.config.common_share, self.config.common_min)
+            shared = index.shared(row, len(self._rows), limit)[cheap.others]
             mine = len(index.own[row])
             theirs = np.array([len(index.own.get(int(o), ())) for o in cheap.others.tolist()])
             with np.errstate(invalid="ignore", divide="ignore"):
                 estimate = np.where(
                     theirs > 0, np.maximum(shared / mine, shared / np.maximum(theirs, 1)), 0.0
                 )
-            cheap.raise_to(_evidence(estimate, self.config.lines.code))
+            cheap.raise_to(evidence(estimate, self.config.lines.code))
 
     def _exact_candidates(self, cheap: _Cheap, chosen: list[int]) -> dict[str, set[int]]:
-        """Per slot, the candidates (indices into the others) whose weights get exact cosines."""
+        """Per slot, the candidates (indices into the others) whose weights get exact cosines: those
+        a strong weight signal flags by its estimate, not already identical, at most ``exact_top``.
+
+        Loading full tensors costs (a ResNet-18 is 45 MB), so it is spent where a person will look.
+        """
         if self.tensors is None or self.config.exact_top <= 0:
             return {}
+        lines = self.config.lines
         picked: dict[str, set[int]] = {}
         for slot, found in cheap.weights.items():
             if "raw" not in found:
                 continue
-            strength = np.nan_to_num(np.maximum(found["raw_value"], found["delta_value"]), nan=-1.0)
-            ranked_chosen = sorted(chosen, key=lambda i: -strength[i])
-            picked[slot] = {i for i in ranked_chosen[: self.config.exact_top] if strength[i] > 0}
+            raw = found["raw_value"] if not found["shared"] else np.full_like(found["raw_value"], np.nan)
+            over = np.fmax(raw - lines.weights_raw, found["delta_value"] - lines.weights_delta)
+            over = np.where(found["same_digest"], np.nan, over)
+            flagged = [i for i in chosen if over[i] >= 0]
+            picked[slot] = set(sorted(flagged, key=lambda i: -over[i])[: self.config.exact_top])
         return picked
 
     # ---- one pair's signals
@@ -511,7 +540,9 @@ class SimilarityIndex:
                 and len(index.own.get(row, ()))
                 and len(index.own.get(other, ()))
             ):
-                signals.append(build.code(file, codesim.compare(a_fp, b_fp, index.template), lines))
+                limit = index.common_limit(self.config.common_share, self.config.common_min)
+                ignored = np.union1d(index.template, index.common((row, other), limit))
+                signals.append(build.code(file, codesim.compare(a_fp, b_fp, ignored), lines))
         return make_pair(first.sid, second.sid, signals)
 
     def _weight_signals(

@@ -22,8 +22,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
+
+import numpy as np
 
 WEAK = 0.45  # a weak signal's share of its evidence: below the pair flag line even at its maximum
 PAIR_LINE = 0.5
@@ -76,9 +79,9 @@ LINE_TEXT: Mapping[Kind, str] = MappingProxyType({
         "share of identical answers at or above {line}: weak, two accurate models agree on most items anyway"
     ),
     Kind.CODE: (
-        "copydetect's share of one file's own code (starter kit left out) found in the other, "
-        "identifiers and comments ignored, at or above {line}: strong, weak when a file has less "
-        "than {min_code_chars} characters of its own code"
+        "copydetect's share of one file's own code found in the other (identifiers, strings and "
+        "comments ignored; the starter kit and passages most of the course shares left out) at or "
+        "above {line}: strong, weak when a file has less than {min_code_chars} characters of its own"
     ),
 })
 
@@ -104,18 +107,20 @@ def flag_line_text(kind: Kind, lines: FlagLines) -> str:
     )
 
 
-def evidence(value: float, line: float) -> float:
-    """A value in (-inf, 1] -> evidence in [0, 1]: 0.5 at ``line``, towards 1 as ``1 - value`` shrinks.
+def evidence(value: float | np.ndarray, line: float) -> np.ndarray:
+    """Values in (-inf, 1] -> evidence in [0, 1]: 0.5 at ``line``, towards 1 as ``1 - value`` shrinks.
 
     On the scale of ``-log10(1 - value)``, so 0.99 is as far above a line of 0.9 as 0.9 is
-    above 0 — the scale on which near copies differ.
+    above 0: the scale on which near copies differ. NaN (nothing measured) gives 0. Works on
+    arrays (one value per pair) and on single values.
     """
+    values = np.asarray(value, dtype=np.float64)
     if line >= 1.0:
-        return 1.0 if value >= 1.0 else 0.0
-    if not value > 0.0:  # also NaN
-        return 0.0
-    closeness = -math.log10(max(1.0 - value, 1e-6))
-    return 1.0 - 0.5 ** (closeness / -math.log10(1.0 - line))
+        return np.where(values >= 1.0, 1.0, 0.0)
+    with np.errstate(invalid="ignore"):
+        positive = values > 0.0
+        closeness = -np.log10(np.clip(1.0 - np.where(positive, values, 0.0), 1e-6, None))
+    return np.where(positive, 1.0 - 0.5 ** (closeness / -math.log10(1.0 - line)), 0.0)
 
 
 @dataclass(frozen=True)
@@ -134,9 +139,9 @@ class Signal:
     def flagged(self) -> bool:
         return self.value >= self.line
 
-    @property
+    @cached_property
     def evidence(self) -> float:
-        return evidence(self.value, self.line) * (1.0 if self.strong else WEAK)
+        return float(evidence(self.value, self.line)) * (1.0 if self.strong else WEAK)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -93,16 +93,18 @@ def match_reference(
 ) -> list[np.ndarray | None]:
     """The starting checkpoint's tensor for each key, or None where it has none of that size.
 
-    A key matches itself, or else the one reference key it ends with after a dot (or that
-    ends with it): a student's ``backbone.layer4.0.conv1.weight`` is torchvision's
-    ``layer4.0.conv1.weight``. A new head of another shape has no match: all of it is change.
+    A key matches itself, or else the longest reference key it ends with after a dot (or
+    that ends with it): a student's ``backbone.layer4.0.conv1.weight`` is torchvision's
+    ``layer4.0.conv1.weight`` (not its ``conv1.weight``). A new head of another shape has no
+    match: all of it is change.
     """
     found: list[np.ndarray | None] = []
     for key, size in zip(keys, sizes, strict=True):
         match = reference.get(key)
         if match is None:
-            near = [r for r in reference if key.endswith("." + r) or r.endswith("." + key)]
-            match = reference[near[0]] if len(near) == 1 else None
+            near = sorted((r for r in reference if key.endswith("." + r) or r.endswith("." + key)),
+                          key=len, reverse=True)
+            match = reference[near[0]] if near and (len(near) == 1 or len(near[0]) > len(near[1])) else None
         found.append(match if match is not None and match.size == size else None)
     return found
 
