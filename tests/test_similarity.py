@@ -583,6 +583,20 @@ def test_copies_rank_on_top_on_every_signal_and_the_index_is_incremental(
         assert all({p.a, p.b} != {"alice", "alice-2"} for p in reopened.pairs())
 
 
+def test_stored_evidence_that_no_longer_reads_is_dropped(tmp_path: Path) -> None:
+    labels = np.arange(20) % 2
+    with SqliteStorage(tmp_path / "s.sqlite") as storage:
+        for sid in ("a", "b"):
+            storage.put(sid, sid, Evidence(predictions={"x/y": labels}), tag=f"{sid}-zip")
+        storage._db.execute("UPDATE evidence SET data = ? WHERE id = 'b'", (b"SIMPACK1" + b"\xff" * 40,))
+        storage._db.commit()
+        index = SimilarityIndex(storage, Config(labels={"x/y": labels}))
+        assert len(index) == 1
+        assert storage.tags() == {"a": "a-zip"}  # so `grader similarity` reads b's zip again
+    assert Evidence.from_bytes(Evidence(predictions={"x/y": labels}).to_bytes()).predictions["x/y"].tolist() \
+        == labels.tolist()
+
+
 # --------------------------------------------------------------------------- the command line
 
 

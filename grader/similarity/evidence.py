@@ -12,8 +12,6 @@ any storage can keep it.
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import os
 import stat
@@ -25,6 +23,7 @@ import numpy as np
 
 from grader.similarity import code, sketch
 from grader.similarity.checkpoints import CheckpointEvidence, CheckpointUnreadable, read_checkpoint
+from grader.similarity.packing import pack, unpack
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ class Evidence:
     # ---- bytes
 
     def to_bytes(self) -> bytes:
-        """An ``.npz`` holding the arrays and, as ``head``, a JSON description of the rest."""
+        """The arrays and a JSON head describing the rest (``packing``), read back without pickle."""
         arrays: dict[str, np.ndarray] = {}
         checkpoints, sources, keys = [], [], []
         for i, (slot, ck) in enumerate(self.checkpoints.items()):
@@ -87,42 +86,45 @@ class Evidence:
             "code": sources,
             "predictions": keys,
         }
-        arrays["head"] = np.frombuffer(json.dumps(head).encode(), dtype=np.uint8)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
+        return pack(head, arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Evidence:
         """Read ``to_bytes`` back; ValueError when it is not evidence of this format."""
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            head = json.loads(npz["head"].tobytes())
-            if head.get("format") != FORMAT or head.get("sketch_dim") != sketch.DIM:
-                raise ValueError("evidence of another format or sketch size; extract it again")
-            checkpoints = {
-                c["slot"]: CheckpointEvidence(
-                    file=c["file"],
-                    digest=c["digest"],
-                    arch=c["arch"],
-                    keys=tuple(c["keys"]),
-                    sizes=npz[f"ck{i}_sizes"],
-                    norms=npz[f"ck{i}_norms"],
-                    sketches=npz[f"ck{i}_sketches"],
-                )
-                for i, c in enumerate(head["checkpoints"])
-            }
-            fingerprints = {
-                c["file"]: code.CodeFingerprint(
-                    file=c["file"],
-                    text=c["text"],
-                    filtered=c["filtered"],
-                    hashes=npz[f"code{i}_hashes"],
-                    positions=npz[f"code{i}_positions"],
-                    offsets=npz[f"code{i}_offsets"],
-                )
-                for i, c in enumerate(head["code"])
-            }
-            predictions = {key: npz[f"pred{i}"] for i, key in enumerate(head["predictions"])}
+        head, npz = unpack(data)
+        if head.get("format") != FORMAT or head.get("sketch_dim") != sketch.DIM:
+            raise ValueError("evidence of another format or sketch size; extract it again")
+        try:
+            return cls._from_parts(head, npz)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"damaged evidence ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_parts(cls, head: dict, npz: dict[str, np.ndarray]) -> Evidence:
+        checkpoints = {
+            c["slot"]: CheckpointEvidence(
+                file=c["file"],
+                digest=c["digest"],
+                arch=c["arch"],
+                keys=tuple(c["keys"]),
+                sizes=npz[f"ck{i}_sizes"],
+                norms=npz[f"ck{i}_norms"],
+                sketches=npz[f"ck{i}_sketches"],
+            )
+            for i, c in enumerate(head["checkpoints"])
+        }
+        fingerprints = {
+            c["file"]: code.CodeFingerprint(
+                file=c["file"],
+                text=c["text"],
+                filtered=c["filtered"],
+                hashes=npz[f"code{i}_hashes"],
+                positions=npz[f"code{i}_positions"],
+                offsets=npz[f"code{i}_offsets"],
+            )
+            for i, c in enumerate(head["code"])
+        }
+        predictions = {key: npz[f"pred{i}"] for i, key in enumerate(head["predictions"])}
         return cls(checkpoints, fingerprints, predictions, tuple(head["notes"]))
 
 

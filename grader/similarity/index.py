@@ -211,12 +211,28 @@ class _Row:
 
 
 @dataclass
+class _SlotNumbers:
+    """Stage 1's numbers of one checkpoint slot against the others (arrays over the others)."""
+
+    same_digest: np.ndarray
+    arch: _Arch | None = None  # None: no other submission of this architecture
+    arch_id: str = ""
+    member_index: dict[int, int] = field(default_factory=dict)  # other row -> index into raw/delta
+    raw: Dots | None = None
+    delta: Dots | None = None
+    raw_value: np.ndarray | None = None
+    delta_value: np.ndarray | None = None
+    shared: str = ""  # why the models share a start ("" if not known to)
+    delta_from: str = ""
+
+
+@dataclass
 class _Cheap:
     """What stage 1 found for the others: evidence per signal, and the numbers stage 2 reuses."""
 
     others: np.ndarray  # rows
     score: np.ndarray  # (M,)
-    weights: dict[str, dict] = field(default_factory=dict)  # slot -> arrays over the others
+    weights: dict[str, _SlotNumbers] = field(default_factory=dict)
     groups: dict[str, agreement.Agreement] = field(default_factory=dict)
     group_has: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -368,7 +384,7 @@ class SimilarityIndex:
             keep = members != row
             members, stacked = members[keep], arch.sketches[: arch.count][keep]
             if not len(members):
-                cheap.weights[slot] = {"same_digest": same_digest}
+                cheap.weights[slot] = _SlotNumbers(same_digest)
                 continue
             reference = self.config.references.get(slot)
             ref_rows = self._reference(slot, ck.arch, arch)[1] if reference is not None else None
@@ -390,25 +406,12 @@ class SimilarityIndex:
             if delta is not None:
                 delta_full[at[here]] = delta.whole()[here]
                 cheap.raise_to(evidence(delta_full, lines.weights_delta))
-            cheap.weights[slot] = {
-                "same_digest": same_digest,
-                "member_at": at,
-                "raw": raw,
-                "delta": delta,
-                "raw_value": raw_full,
-                "delta_value": delta_full,
-                "shared": shared,
-                "arch": arch,
-                "arch_id": ck.arch,
-                "member_index": {int(r): j for j, r in enumerate(members.tolist())},
-                "delta_from": (
-                    "the starting checkpoint"
-                    if reference is not None
-                    else f"the mean of the {arch.count - 2} other submissions"
-                    if cohort
-                    else ""
-                ),
-            }
+            cheap.weights[slot] = _SlotNumbers(
+                same_digest, arch, ck.arch, {int(r): j for j, r in enumerate(members.tolist())}, raw, delta,
+                raw_full, delta_full, shared,
+                delta_from=("the starting checkpoint" if reference is not None
+                            else f"the mean of the {arch.count - 2} other submissions" if cohort else ""),
+            )
 
     def _reference(self, slot: str, arch_id: str, arch: _Arch) -> tuple[list[np.ndarray | None], np.ndarray]:
         """The slot's starting tensors matched to an architecture's keys, and their sketches (cached)."""
@@ -494,11 +497,11 @@ class SimilarityIndex:
         lines = self.config.lines
         picked: dict[str, set[int]] = {}
         for slot, found in cheap.weights.items():
-            if "raw" not in found:
+            if found.raw_value is None or found.delta_value is None:
                 continue
-            raw = found["raw_value"] if not found["shared"] else np.full_like(found["raw_value"], np.nan)
-            over = np.fmax(raw - lines.weights_raw, found["delta_value"] - lines.weights_delta)
-            over = np.where(found["same_digest"], np.nan, over)
+            raw = found.raw_value if not found.shared else np.full_like(found.raw_value, np.nan)
+            over = np.fmax(raw - lines.weights_raw, found.delta_value - lines.weights_delta)
+            over = np.where(found.same_digest, np.nan, over)
             flagged = [i for i in chosen if over[i] >= 0]
             picked[slot] = set(sorted(flagged, key=lambda i: -over[i])[: self.config.exact_top])
         return picked
@@ -513,7 +516,7 @@ class SimilarityIndex:
         signals: list[Signal] = []
         for slot, found in cheap.weights.items():
             ck = me.evidence.checkpoints[slot]
-            if found["same_digest"][i]:
+            if found.same_digest[i]:
                 reference = self.config.references.get(slot)
                 signals.append(
                     build.identical(
@@ -524,7 +527,7 @@ class SimilarityIndex:
                         lines=lines,
                     )
                 )
-            if "raw" not in found or not np.isfinite(found["raw_value"][i]):
+            if found.raw_value is None or not np.isfinite(found.raw_value[i]):
                 continue
             signals.extend(
                 self._weight_signals(slot, found, me.sid, them.sid, other, i in exact.get(slot, ()))
@@ -546,18 +549,20 @@ class SimilarityIndex:
         return make_pair(first.sid, second.sid, signals)
 
     def _weight_signals(
-        self, slot: str, found: dict, sid: str, other_sid: str, other: int, exact: bool
+        self, slot: str, found: _SlotNumbers, sid: str, other_sid: str, other: int, exact: bool
     ) -> list[Signal]:
-        arch: _Arch = found["arch"]
-        m = found["member_index"][other]
+        arch = found.arch
+        assert arch is not None
+        assert found.raw is not None
+        m = found.member_index[other]
 
         def one(dots: Dots) -> Dots:  # one pair's (T,) out of (1 or M, T)
             return Dots(*(x[0] if x.shape[0] == 1 else x[m] for x in (dots.dot, dots.na, dots.nb)))
 
-        raw = one(found["raw"])
-        delta = one(found["delta"]) if found["delta"] is not None else None
+        raw = one(found.raw)
+        delta = one(found.delta) if found.delta is not None else None
         if exact:
-            loaded = self._exact(slot, found["arch_id"], sid, other_sid, arch)
+            loaded = self._exact(slot, found.arch_id, sid, other_sid, arch)
             if loaded is None:
                 exact = False
             else:
@@ -571,8 +576,8 @@ class SimilarityIndex:
             arch.sizes,
             raw,
             delta,
-            delta_from=found["delta_from"],
-            shared_start=found["shared"],
+            delta_from=found.delta_from,
+            shared_start=found.shared,
             exact=exact,
             lines=self.config.lines,
         )

@@ -8,6 +8,7 @@ database; ``SqliteStorage`` is the one file the command line uses (``similarity.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Protocol
 
 from grader.similarity.evidence import Evidence
 from grader.similarity.signals import Pair
+
+log = logging.getLogger(__name__)
 
 
 class Storage(Protocol):
@@ -105,8 +108,19 @@ class SqliteStorage:
         self.close()
 
     def load(self) -> Iterator[tuple[str, str, Evidence]]:
+        """Every stored evidence; one that no longer reads (damaged, an old format) is dropped, so
+        the next ``grader similarity`` reads its zip again."""
+        damaged = []
         for sid, owner, data in self._db.execute("SELECT id, owner, data FROM evidence ORDER BY seq"):
-            yield sid, owner, Evidence.from_bytes(data)
+            try:
+                found = Evidence.from_bytes(data)
+            except ValueError as exc:
+                log.warning("dropping the stored evidence of %s: %s", sid, exc)
+                damaged.append(sid)
+                continue
+            yield sid, owner, found
+        for sid in damaged:
+            self.delete(sid)
 
     def put(self, submission_id: str, owner: str, evidence: Evidence, *, tag: str = "") -> None:
         with self._db:
