@@ -410,13 +410,21 @@ def test_code_most_of_the_course_shares_is_an_idiom_not_a_copy() -> None:
 
     texts = {f"s{i:02d}": template + "\n" + tutorial + "\n" + own(i) for i in range(12)}
     texts["s11"] = template + "\n" + tutorial + "\n" + own(0)  # s11 copied s00's own code
+    fingerprints = {sid: codesim.fingerprint("numpy_nn.py", text) for sid, text in texts.items()}
     index = SimilarityIndex(MemoryStorage(), Config(template={"numpy_nn.py": template}))
-    for sid, text in texts.items():
-        index.add(sid, Evidence(code={"numpy_nn.py": codesim.fingerprint("numpy_nn.py", text)}))
+    for sid, fp in fingerprints.items():
+        index.add(sid, Evidence(code={"numpy_nn.py": fp}))
     pairs = index.recompute()
     assert [(p.a, p.b) for p in pairs if p.flagged] == [("s00", "s11")]
     assert signal(pairs[0], Kind.CODE).value > 0.95
     assert len(pairs) == 1, [(p.a, p.b, p.score) for p in pairs]  # the tutorial alone is below the floor
+    config = Config(template={"numpy_nn.py": template}, lines=_floor(0.0))
+    everything = SimilarityIndex(MemoryStorage(), config)
+    for sid, fp in fingerprints.items():
+        everything.add(sid, Evidence(code={"numpy_nn.py": fp}))
+    others = [signal(p, Kind.CODE).value for p in everything.recompute() if (p.a, p.b) != ("s00", "s11")]
+    assert len(others) == 65
+    assert max(others) < 0.1  # with the tutorial counted, each pair would share half its code
     # Among fewer students than the limit (10), the same tutorial is not yet "common": it counts.
     few = SimilarityIndex(MemoryStorage(), Config(template={"numpy_nn.py": template}))
     for sid in ("s01", "s02"):
