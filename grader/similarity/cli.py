@@ -101,7 +101,7 @@ def similarity(
     For staff: every flag is evidence for a person to judge; nothing changes a score.
     """
     from grader.batch.store import ResultsStore
-    from grader.similarity import fromstore
+    from grader.similarity import course, fromstore
     from grader.similarity.checkpoints import CheckpointUnreadable, load_tensors, read_bounded
     from grader.similarity.index import Config, Reference, SimilarityIndex
     from grader.similarity.report import legend, pair_lines, write_csv
@@ -116,7 +116,7 @@ def similarity(
         store = ResultsStore.existing(store_path)
     except BatchError as exc:
         raise click.ClickException(exc.message) from None
-    what = fromstore.wanted(assignment)
+    what = course.wanted(assignment)
     starting: dict[str, Reference] = {}
     for slot, file in _pairs_of(references, "--reference").items():
         if slot not in what.checkpoints:
@@ -142,7 +142,7 @@ def similarity(
             f"{store_path} has {students} student(s) with a graded {assignment.name} "
             "submission; similarity needs at least two"
         )
-    labels, no_labels = fromstore.labels(settings, assignment)
+    labels, no_labels = course.labels(settings, assignment)
     csv_path = csv_path or store.root / CSV_NAME
     with SqliteStorage(index_path or store.root / INDEX_NAME) as storage:
         started = time.monotonic()
@@ -152,7 +152,7 @@ def similarity(
         extracted_s = time.monotonic() - started
         config = Config(
             labels=labels,
-            template=fromstore.template(assignment),
+            template=course.template(assignment),
             references=starting,
             shared_start=dict.fromkeys(shared, True),
         )
@@ -160,7 +160,7 @@ def similarity(
         started = time.monotonic()
         pairs = index.recompute()
         compared_s = time.monotonic() - started
-        with_predictions = sum(bool(e.predictions) for _sid, _o, e in storage.load())
+        with_predictions = sum(bool(found.predictions) for _sid, found in index.submissions())
     try:
         write_csv(csv_path, pairs)
     except OSError as exc:

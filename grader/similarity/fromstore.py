@@ -1,19 +1,16 @@
 """A `grader batch` results store as the source of similarity evidence.
 
 Which submissions: each student's newest graded zip (and, with ``best``, their best-scoring
-one when it is another zip). What is read of each, from the assignment spec: the parts'
-source modules, their checkpoints (with the allowed alternative names), the starter kit's
-copy of each module as boilerplate, and the hidden labels of every split a part is judged
-on. The zip goes through ``intake`` again (the one rule of what a safe zip is) into a
-scratch folder; its predictions come from the store (``v<version>.predictions.npz``,
-written by ``batch`` and ``regrade``; results graded before those were kept have none).
+one when it is another zip). What is read of each is the assignment's (``course``); the
+predictions come from the store (``v<version>.predictions.npz``, written by ``batch`` and
+``regrade``; results graded before those were kept have none). The evidence is cached in a
+``Storage`` by a tag of the zip and spec version, so only new zips are read.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -25,17 +22,15 @@ import numpy as np
 from grader.batch.csvout import newest_per_student
 from grader.batch.grading import store_entries
 from grader.batch.store import ResultsStore
-from grader.config import PROJECT_ROOT, Assignment, Settings
-from grader.errors import GraderFault, SubmissionInvalid
-from grader.intake import intake
+from grader.config import Assignment
 from grader.result import Status
+from grader.similarity import course
 from grader.similarity.checkpoints import CheckpointUnreadable, float_arrays, load_tensors
-from grader.similarity.evidence import Evidence, Wanted, extract
+from grader.similarity.evidence import Evidence, Wanted
 from grader.similarity.storage import Storage
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_DIR = PROJECT_ROOT / "student_template"
 NOT_COMPARED = (Status.INVALID, Status.GRADER_FAULT)  # nothing of the submission was looked at
 
 
@@ -99,58 +94,11 @@ def candidates(store: ResultsStore, assignment: Assignment, *, best: bool = Fals
     return found
 
 
-def wanted(assignment: Assignment) -> Wanted:
-    """The parts' source modules and checkpoints (with their alternative names)."""
-    modules = tuple(dict.fromkeys(p.module for p in assignment.parts if p.module))
-    slots = {
-        p.checkpoint: (p.checkpoint, *assignment.files.alternatives.get(p.checkpoint, ()))
-        for p in assignment.parts
-        if p.checkpoint
-    }
-    return Wanted(code=modules, checkpoints=slots, max_checkpoint_bytes=assignment.limits.checkpoint_bytes)
-
-
-def template(assignment: Assignment, folder: Path = TEMPLATE_DIR) -> dict[str, str]:
-    """The starter kit's copy of each source module (the boilerplate), where it has one."""
-    return {
-        name: (folder / name).read_text(encoding="utf-8")
-        for name in wanted(assignment).code
-        if (folder / name).is_file()
-    }
-
-
-def labels(settings: Settings, assignment: Assignment) -> tuple[dict[str, np.ndarray], str]:
-    """The hidden labels by "<part>/<split>", or ({}, why not) when the hidden data is not here."""
-    from grader.datasets.manifest import load_labels, load_manifest
-
-    try:
-        manifest = load_manifest(settings.data_dir / assignment.name)
-    except GraderFault as exc:
-        return {}, exc.message
-    found: dict[str, np.ndarray] = {}
-    for part in assignment.parts:
-        dataset = manifest.datasets.get(part.dataset) if part.dataset else None
-        for split_name, split in dataset.splits.items() if dataset else ():
-            found[f"{part.name}/{split_name}"] = load_labels(split)
-    return found, ""
-
-
-def evidence_of(
-    candidate: Candidate, store: ResultsStore, assignment: Assignment, what: Wanted, scratch: Path
-) -> Evidence:
-    """The evidence of one stored zip: checked again by intake, read, then removed from scratch."""
-    folder = Path(tempfile.mkdtemp(prefix="similarity-", dir=scratch))
-    try:
-        try:
-            intake(candidate.archive, folder / "submission", assignment=assignment)
-        except SubmissionInvalid as exc:
-            return Evidence(notes=(f"the zip is refused: {exc.message}",))
-        except OSError as exc:
-            return Evidence(notes=(f"the zip cannot be read: {exc.strerror}",))
-        predictions = store.predictions(candidate.sha256, candidate.version)
-        return extract(folder / "submission", what, predictions=predictions)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def evidence_of(candidate: Candidate, store: ResultsStore, assignment: Assignment, what: Wanted,
+                scratch: Path) -> Evidence:
+    """The evidence of one stored zip, with the predictions the store kept of it."""
+    return course.zip_evidence(candidate.archive, assignment, what, scratch,
+                               predictions=store.predictions(candidate.sha256, candidate.version))
 
 
 class ArchiveTensors:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -266,6 +266,11 @@ class SimilarityIndex:
 
     def __contains__(self, sid: object) -> bool:
         return sid in self._row_of
+
+    def submissions(self) -> Iterator[tuple[str, Evidence]]:
+        """Every submission's id and evidence, in the order they were added."""
+        for sid, row in self._row_of.items():
+            yield sid, self._rows[row].evidence
 
     # ---- changing
 
