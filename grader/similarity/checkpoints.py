@@ -56,10 +56,6 @@ class CheckpointEvidence:
     norms: np.ndarray  # (T,) float64
     sketches: np.ndarray  # (T, sketch.DIM) float32
 
-    @property
-    def params(self) -> int:
-        return int(self.sizes.sum())
-
 
 def read_bounded(path: Path, max_bytes: int) -> bytes:
     """The bytes of a regular file (never through a link) of at most ``max_bytes``."""

@@ -48,11 +48,6 @@ class Evidence:
     predictions: Mapping[str, np.ndarray] = field(default_factory=dict)  # by "group/split"
     notes: tuple[str, ...] = ()
 
-    def with_predictions(self, predictions: Mapping[str, np.ndarray]) -> Evidence:
-        return Evidence(
-            self.checkpoints, self.code, {k: compact(v) for k, v in predictions.items()}, self.notes
-        )
-
     # ---- bytes
 
     def to_bytes(self) -> bytes:

@@ -7,8 +7,10 @@
    for the changes from the cohort mean); prediction agreement against the stacked
    predictions of each split; shared code fingerprints from an inverted index;
 2. for the candidates whose cheap score reaches the floor (at most ``max_pairs``): the full
-   signals, with copydetect's comparison of the code (shared line ranges) and, when a
-   ``TensorLoader`` is given, exact cosines of the full tensors for the top ``exact_top``.
+   signals, with copydetect's comparison of the code (shared line ranges, passages that
+   more than ``common_share`` of the course has left out) and, when a ``TensorLoader`` is
+   given, exact cosines of the full tensors for the pairs a strong weight signal flags by
+   its estimate (at most ``exact_top``).
 
 The pairs of the new submission replace its old ones in the storage; ``recompute()`` does
 the same for every submission against those before it, so it gives every pair once. Pairs
