@@ -19,6 +19,7 @@ from grader.datasets.cli import build_tests, sync_tests, verify_tests
 from grader.errors import GraderFault, SpecError
 from grader.report import format_result
 from grader.result import GradeResult
+from grader.similarity.cli import similarity
 
 EXIT_FAULT = 3
 
@@ -190,3 +191,4 @@ main.add_command(verify_tests)
 main.add_command(batch)
 main.add_command(regrade)
 main.add_command(export)
+main.add_command(similarity)

@@ -108,6 +108,18 @@ def load_predictions(path: Path, count: int, num_classes: int) -> tuple[np.ndarr
     return values.astype(np.int64), ""
 
 
+def read_predictions(
+    out_dir: Path | None, truth: Mapping[str, np.ndarray], num_classes: int
+) -> dict[str, np.ndarray]:
+    """The valid class indices per split, as the judge reads them (for the staff's similarity check)."""
+    found: dict[str, np.ndarray] = {}
+    for split, labels in truth.items() if out_dir is not None else ():
+        values, _why = load_predictions(out_dir / f"{split}.npy", len(labels), num_classes)
+        if values is not None:
+            found[split] = values
+    return found
+
+
 def judge_classifier(
     spec: PartSpec,
     run: PartRun,

@@ -22,7 +22,7 @@ from grader.config import Assignment, PartSpec, Settings
 from grader.datasets.manifest import Manifest, load_manifest
 from grader.errors import GraderFault, SubmissionInvalid
 from grader.intake import Submission, intake, sha256_file
-from grader.judge import PartRun, combine, judge_classifier, judge_numpy, public_mask
+from grader.judge import PartRun, combine, judge_classifier, judge_numpy, public_mask, read_predictions
 from grader.layer_tests import Case, build_cases, write_probes
 from grader.leftovers import sweep_once
 from grader.result import GradeResult, PartResult, Status
@@ -42,10 +42,13 @@ def grade(
     settings: Settings,
     *,
     manifest: Manifest | None = None,
+    predictions: dict[str, np.ndarray] | None = None,
 ) -> GradeResult:
     """Grade one submission; a student's failure comes back as a result, not raised.
 
     ``GraderFault`` (missing data, broken sandbox) is raised for the caller to record.
+    ``predictions``, when given, is filled with the class indices the judge scored, by
+    ``"<part>/<split>"`` (for the staff's similarity check).
     """
     started = time.monotonic()
     sweep_once(settings.sandbox.work_dir)  # what a killed grader left in the work folder
@@ -61,6 +64,7 @@ def grade(
         if manifest is None:
             manifest = load_manifest(settings.data_dir / assignment.name)
         job = _Job(assignment, settings, manifest, submission, work)
+        job.predictions = predictions
         parts = job.run()
         result = combine(
             assignment, parts, submission_sha256=submission.sha256,
@@ -145,6 +149,7 @@ class _Job:
         self.job_dir.mkdir()
         self.plan = self._write_plan()
         self.outcomes: list[RunOutcome] = []
+        self.predictions: dict[str, np.ndarray] | None = None  # filled by _judge when given
 
     # ---- plan
 
@@ -348,6 +353,9 @@ class _Job:
                 len(labels), self.assignment.public_fraction, self.assignment.seed,
                 f"{spec.dataset}/{name}",
             )
+        if self.predictions is not None:
+            for split, values in read_predictions(run.out_dir, truth, len(dataset.classes)).items():
+                self.predictions[f"{spec.name}/{split}"] = values
         return judge_classifier(spec, run, truth, public, len(dataset.classes), dataset.title)
 
     def environment(self) -> dict[str, Any]:

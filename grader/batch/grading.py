@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from grader.batch import BatchError
 from grader.batch.csvout import Entry, Row, newest_per_student
 from grader.batch.discover import Found
@@ -95,6 +97,7 @@ class _Batch:
         self.notes: dict[tuple[str, str], str] = {}
         self.report = Report(submissions=len(found))
         self.progress: Progress | None = None
+        self.predictions: dict[str, dict[str, np.ndarray]] = {}  # by zip, from grade() until kept
 
     def sources(self, sha: str) -> tuple[Source, ...]:
         return tuple(Source(f.student, f.label, f.mtime) for f in self.by_sha[sha])
@@ -130,13 +133,17 @@ class _Batch:
     # ---- called by the runner
 
     def grade(self, task: Task) -> GradeResult:
-        return grade_safely(task.archive, self.graded_spec, self.settings, manifest=self.manifest,
-                            sha256=task.sha256)
+        predictions: dict[str, np.ndarray] = {}
+        result = grade_safely(task.archive, self.graded_spec, self.settings, manifest=self.manifest,
+                              sha256=task.sha256, predictions=predictions)
+        self.predictions[task.sha256] = predictions
+        return result
 
     def keep(self, outcome: Outcome) -> None:
         """In the grading thread, as soon as the zip is graded: archive first, then the record."""
         sha = outcome.task.sha256
         self.store.keep_archive(sha, outcome.task.archive)
+        self.store.put_predictions(sha, self.version, self.predictions.pop(sha, {}))
         previous = self.store.latest(sha)
         self.store.put(Record(
             sha256=sha, assignment=self.assignment.name, spec_version=self.version,
@@ -301,8 +308,18 @@ def regrade_store(
     echo(f"regrading {len(tasks)} zips of {len(newest)} students under spec {assignment.version} "
          f"with {jobs} job{'s' if jobs != 1 else ''}, {cpus:g} CPU{'s' if cpus != 1 else ''} per sandbox")
 
+    predictions: dict[str, dict[str, np.ndarray]] = {}
+
+    def grade(task: Task) -> GradeResult:
+        found: dict[str, np.ndarray] = {}
+        result = grade_safely(task.archive, graded_spec, settings, manifest=loaded, sha256=task.sha256,
+                              predictions=found)
+        predictions[task.sha256] = found
+        return result
+
     def keep(outcome: Outcome) -> None:
         sha = outcome.task.sha256
+        store.put_predictions(sha, assignment.version, predictions.pop(sha, {}))
         store.put(Record(
             sha256=sha, assignment=assignment.name, spec_version=assignment.version,
             result=outcome.result, sources=merge_sources(*(r.sources for r in store.records(sha))),
@@ -313,9 +330,7 @@ def regrade_store(
     progress = Progress(len(tasks), stream=stream, jobs=jobs)
     try:
         outcomes, report.interrupted = run_tasks(
-            tasks, jobs=jobs, keep=keep, tick=progress.tick,
-            grade=lambda t: grade_safely(t.archive, graded_spec, settings, manifest=loaded,
-                                         sha256=t.sha256),
+            tasks, jobs=jobs, keep=keep, tick=progress.tick, grade=grade,
             on_done=lambda o: progress.add(o.task.label, o.result, o.seconds))
     finally:
         progress.close()

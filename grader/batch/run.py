@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import numpy as np
+
 from grader.config import Assignment, Settings
 from grader.datasets.manifest import Manifest
 from grader.errors import GraderFault
@@ -61,13 +63,16 @@ class Outcome:
 
 
 def grade_safely(
-    archive: Path, assignment: Assignment, settings: Settings, *, manifest: Manifest | None, sha256: str
+    archive: Path, assignment: Assignment, settings: Settings, *, manifest: Manifest | None, sha256: str,
+    predictions: dict[str, np.ndarray] | None = None,
 ) -> GradeResult:
-    """grade(), with our own failures made into ``grader_fault`` results: one zip never stops a batch."""
+    """grade(), with our own failures made into ``grader_fault`` results: one zip never stops a batch.
+
+    ``predictions``: filled as ``grade()`` fills it (the judged class indices by part/split)."""
     from grader.pipeline import grade
 
     try:
-        return grade(archive, assignment, settings, manifest=manifest)
+        return grade(archive, assignment, settings, manifest=manifest, predictions=predictions)
     except GraderFault as exc:
         log.error("%s: grader fault: %s\n%s", archive, exc.message, exc.detail)
         fault = exc

@@ -4,6 +4,9 @@
       archives/<sha256>.zip             a hard link to (or a copy of) each graded zip, for regrade
       results/<sha256>/v<version>.json  the record: result, the students and files it came from,
                                         wall-clock start and end, the sandbox's CPU share
+      results/<sha256>/v<version>.predictions.npz
+                                        the class indices the judge scored, by "<part>/<split>"
+                                        (small int arrays, for `grader similarity`)
       .lock                             held by the one batch or regrade using the store
       .work-*/                          scratch (an unpacked outer zip, zipped-up folders)
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import logging
 import os
@@ -27,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+import numpy as np
 
 from grader.batch import BatchError
 from grader.result import GradeResult, Status
@@ -117,6 +123,12 @@ def merge_sources(*groups: tuple[Source, ...] | list[Source]) -> tuple[Source, .
         for source in group:
             merged.setdefault((source.student, source.name), source)
     return tuple(merged.values())
+
+
+def _compact(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    small = np.int8 if values.size == 0 or (values.min() >= -128 and values.max() < 128) else np.int32
+    return values.astype(small)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -239,6 +251,34 @@ class ResultsStore:
         path.parent.mkdir(exist_ok=True)
         write_atomic(path, (json.dumps(record.to_dict(), indent=2) + "\n").encode())
         return path
+
+    # ---- predictions (for `grader similarity`)
+
+    def predictions_path(self, sha256: str, version: str) -> Path:
+        return self.results / sha256 / f"v{quote(version, safe='')}.predictions.npz"
+
+    def put_predictions(self, sha256: str, version: str, predictions: Mapping[str, np.ndarray]) -> None:
+        """Keep the judged class indices of one zip (by "<part>/<split>"), in the smallest int type;
+        none (a zip graded again without any) removes what was kept."""
+        path = self.predictions_path(sha256, version)
+        if not predictions:
+            path.unlink(missing_ok=True)
+            return
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{key: _compact(values) for key, values in predictions.items()})
+        path.parent.mkdir(exist_ok=True)
+        write_atomic(path, buffer.getvalue())
+
+    def predictions(self, sha256: str, version: str) -> dict[str, np.ndarray]:
+        """The kept class indices of one zip under one spec version ({} when none were kept)."""
+        try:
+            with np.load(self.predictions_path(sha256, version), allow_pickle=False) as npz:
+                return {key: npz[key] for key in npz.files}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, EOFError) as exc:
+            log.warning("ignoring the unreadable predictions of %s: %s", sha256, exc)
+            return {}
 
     # ---- archives
 
