@@ -304,7 +304,8 @@ def test_the_raw_api_body_takes_the_real_size_zip(service: Service, big_zip: Pat
 def _kit(folder: Path, checkpoints: dict[str, Path]) -> Path:
     """A student's folder: the kit's check.py, the finished code, checkpoints and report."""
     folder.mkdir()
-    shutil.copy(ROOT / "student_template" / "check.py", folder / "check.py")
+    for name in ("check.py", "course_limits.json"):
+        shutil.copy(ROOT / "student_template" / name, folder / name)
     for name in ("numpy_nn.py", "pytorch_cnn.py"):
         shutil.copy(SOLUTION / name, folder / name)
     for name, path in checkpoints.items():
