@@ -110,8 +110,7 @@ class Board:
 
 def board_columns(spec: Assignment) -> tuple[PartSpec, tuple[str, ...]]:
     """(ranked part, metric columns) of the board, e.g. finetune with ORIG, AUG, NEW, weighted."""
-    part_name, _, metric = spec.rank_by.partition(".")
-    part = spec.part(part_name)
+    part, metric = spec.part(spec.ranked_part), spec.ranked_metric
     columns = (*(k for k in part.weights if k != metric), metric)
     return part, columns
 
@@ -277,7 +276,7 @@ def compute_board(session: Session, *, spec: Assignment, assignment: AssignmentR
         ]
         scope = "final"
     else:
-        scope = "public" if spec.public_fraction < 1.0 else "final"
+        scope = "public" if spec.has_private_part else "final"
         rows = _live(session, spec=spec, assignment_id=assignment.id or 0)
     return Board(
         assignment=spec.name,

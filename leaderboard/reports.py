@@ -249,7 +249,7 @@ def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str
         row_parts = parts.get(sub.result_id or 0, {}) if sub else {}
         fr = frozen.get(student.id or 0)
         final_metrics = json.loads(sub.board_json).get("final", {}) if sub and sub.board_json else {}
-        metric = spec.rank_by.partition(".")[2]
+        metric = spec.ranked_metric
         writer.writerow(
             [safe_cell(v) for v in (student.roster_id, student.name, student.email, student.display_name)]
             + ([sub.id, sub.created_at.isoformat()] if sub else ["", ""])

@@ -343,7 +343,7 @@ def rank_values(result: GradeResult, spec: Assignment) -> tuple[float | None, fl
     if metrics is None:
         return None, None, ""
     final, public = metrics
-    metric = spec.rank_by.partition(".")[2]
+    metric = spec.ranked_metric
     value = final[metric]
     return value, public.get(metric, value), json.dumps({"final": final, "public": public})
 
