@@ -17,6 +17,7 @@ from grader.batch.cli import batch, export, regrade
 from grader.config import Settings, load_assignment
 from grader.datasets.cli import build_tests, sync_tests, verify_tests
 from grader.errors import GraderFault, SpecError
+from grader.faults import fault_result
 from grader.report import format_result
 from grader.result import GradeResult
 from grader.similarity.cli import similarity
@@ -96,9 +97,7 @@ def grade(ctx: click.Context, zips: tuple[Path, ...], json_file: Path | None,
             click.secho(f"{path.name}: the grader failed: {exc.message}", fg="red", err=True)
             if exc.detail:
                 click.echo(exc.detail, err=True)
-            result = GradeResult.failed(exc, assignment=assignment.name,
-                                        spec_version=assignment.version,
-                                        max_score=assignment.max_score)
+            result = fault_result(assignment, exc.message, detail=exc.detail)
         results.append(result)
         click.echo(format_result(path.name, result, details=details, color=sys.stdout.isatty()))
     if json_file is not None:

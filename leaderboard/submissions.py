@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from grader.config import Assignment
+from grader.faults import fault_result
 from grader.result import GradeResult, Status
 from grader.standing import ranked_metrics
 from leaderboard.db import session_scope
@@ -441,16 +442,7 @@ def release_for_retry(engine: Engine, *, claim: Claim) -> int | None:
 
 def give_up(engine: Engine, *, submission_id: int, spec: Assignment, message: str, detail: str) -> None:
     """Record a grader fault for a submission that could not be graded (attempt refunded)."""
-    result = GradeResult(
-        status=Status.GRADER_FAULT,
-        score=0.0,
-        max_score=spec.max_score,
-        passed=False,
-        message=message,
-        assignment=spec.name,
-        spec_version=spec.version,
-        detail=detail,
-    )
+    result = fault_result(spec, message, detail=detail)
     token = secrets.token_hex(16)
     with session_scope(engine) as session:
         session.execute(
@@ -518,8 +510,7 @@ def sweep_stuck(
             engine,
             submission_id=sub_id,
             spec=spec,
-            message="The grader could not finish your submission; it did not use up an attempt "
-            "and the staff have been told.",
+            message="The grader could not finish your submission.",
             detail=f"started {settings.max_grading_attempts} times without a result "
             "(worker died or hung each time)",
         )

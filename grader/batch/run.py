@@ -17,18 +17,12 @@ import queue
 import signal
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import numpy as np
-
-from grader.config import Assignment, Settings
-from grader.datasets.manifest import Manifest
-from grader.errors import GraderFault
 from grader.result import GradeResult
 
 log = logging.getLogger(__name__)
@@ -60,28 +54,6 @@ class Outcome:
     @property
     def seconds(self) -> float:
         return self.finished_at - self.started_at
-
-
-def grade_safely(
-    archive: Path, assignment: Assignment, settings: Settings, *, manifest: Manifest | None, sha256: str,
-    predictions: dict[str, np.ndarray] | None = None,
-) -> GradeResult:
-    """grade(), with our own failures made into ``grader_fault`` results: one zip never stops a batch.
-
-    ``predictions``: filled as ``grade()`` fills it (the judged class indices by part/split)."""
-    from grader.pipeline import grade
-
-    try:
-        return grade(archive, assignment, settings, manifest=manifest, predictions=predictions)
-    except GraderFault as exc:
-        log.error("%s: grader fault: %s\n%s", archive, exc.message, exc.detail)
-        fault = exc
-    except Exception as exc:  # a bug of ours must not lose the rest of the batch
-        log.exception("%s: unexpected error while grading", archive)
-        fault = GraderFault("The grader failed on its side; the staff have the details.",
-                            detail=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-    return GradeResult.failed(fault, submission_sha256=sha256, assignment=assignment.name,
-                              spec_version=assignment.version, max_score=assignment.max_score)
 
 
 class _Pool:
