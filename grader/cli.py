@@ -20,6 +20,7 @@ from grader.errors import GraderFault, SpecError
 from grader.faults import fault_result
 from grader.report import format_result
 from grader.result import GradeResult
+from grader.sandbox.registry import DEFAULT_BACKEND, backend_names
 from grader.similarity.cli import similarity
 
 EXIT_FAULT = 3
@@ -64,8 +65,8 @@ def main(ctx: click.Context, verbose: int) -> None:
               help="Write the result JSON here (an object for one zip, a list for several).")
 @click.option("--assignment", "assignment_path", type=click.Path(path_type=Path),
               help="Assignment spec (folder or TOML); default: hidden_tests/cnn.")
-@click.option("--sandbox", type=click.Choice(["bwrap", "docker", "local"]),
-              help="Sandbox backend (default: bwrap, or $GRADER_SANDBOX).")
+@click.option("--sandbox", type=click.Choice(backend_names()),
+              help=f"Sandbox backend (default: {DEFAULT_BACKEND}, or $GRADER_SANDBOX).")
 @click.option("--details/--no-details", default=False, help="Also show staff details (tracebacks).")
 @click.pass_context
 def grade(ctx: click.Context, zips: tuple[Path, ...], json_file: Path | None,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import SpecError
+from grader.sandbox.registry import BACKENDS, DEFAULT_BACKEND, unknown_backend
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HIDDEN_TESTS_DIR = PROJECT_ROOT / "hidden_tests"
@@ -371,11 +372,17 @@ def _number(env: Mapping[str, str], key: str, kind: type[int] | type[float]) -> 
     return value
 
 
+def _backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise SpecError(f"GRADER_SANDBOX={name!r}: {unknown_backend(name)}")
+    return name
+
+
 @dataclass(frozen=True)
 class SandboxSettings:
-    """How student code is run. ``backend``: ``bwrap`` (default), ``docker`` or ``local``."""
+    """How student code is run. ``backend``: a name in ``grader.sandbox.registry.BACKENDS``."""
 
-    backend: str = "bwrap"
+    backend: str = DEFAULT_BACKEND
     python: str = sys.executable  # the interpreter (with torch) the runner uses inside
     require_cgroups: bool = True  # refuse to run without memory/pids limits
     docker_image: str = "cnn-grader-runner:latest"
@@ -403,7 +410,7 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("GRADER_HOME", PROJECT_ROOT / "var"))
         sandbox = SandboxSettings(
-            backend=env.get("GRADER_SANDBOX", "bwrap"),
+            backend=_backend(env.get("GRADER_SANDBOX", DEFAULT_BACKEND)),
             python=env.get("GRADER_SANDBOX_PYTHON", sys.executable),
             require_cgroups=env.get("GRADER_REQUIRE_CGROUPS", "1") not in ("0", "false", "no"),
             docker_image=env.get("GRADER_DOCKER_IMAGE", "cnn-grader-runner:latest"),
