@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -133,13 +134,13 @@ class _Batch:
 
     # ---- called by the runner
 
-    def grade(self, task: Task) -> GradeResult:
+    def grade(self, task: Task, cancel: threading.Event) -> GradeResult:
         from grader.pipeline import grade as grade_zip  # heavy: the sandbox and the judge
 
         predictions: dict[str, np.ndarray] = {}
         result = grade_or_fault(
             lambda: grade_zip(task.archive, self.graded_spec, self.settings, manifest=self.manifest,
-                          predictions=predictions),
+                          predictions=predictions, cancel=cancel),
             self.graded_spec, label=str(task.archive), submission_sha256=task.sha256)
         self.predictions[task.sha256] = predictions
         return result
@@ -315,12 +316,13 @@ def regrade_store(
 
     predictions: dict[str, dict[str, np.ndarray]] = {}
 
-    def grade(task: Task) -> GradeResult:
+    def grade(task: Task, cancel: threading.Event) -> GradeResult:
         from grader.pipeline import grade as grade_zip  # heavy: the sandbox and the judge
 
         found: dict[str, np.ndarray] = {}
         result = grade_or_fault(
-            lambda: grade_zip(task.archive, graded_spec, settings, manifest=loaded, predictions=found),
+            lambda: grade_zip(task.archive, graded_spec, settings, manifest=loaded, predictions=found,
+                              cancel=cancel),
             graded_spec, label=str(task.archive), submission_sha256=task.sha256)
         predictions[task.sha256] = found
         return result
