@@ -228,7 +228,7 @@ class _Job:
         specs = {s.name: s for s in self.assignment.parts}
         progress = _Progress(out / "progress.jsonl")  # re-pointed at the live /out while running
         wall_s = limits.startup_s + sum(specs[n].time_limit_s for n in names)
-        current = {"part": "", "since": time.monotonic()}
+        current: dict[str, Any] = {"part": "", "since": time.monotonic()}
 
         def poll(live_out: Path) -> str | None:
             if self.cancel is not None and self.cancel.is_set():

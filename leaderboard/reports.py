@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from grader.config import Assignment
 from grader.result import Flag
@@ -70,7 +70,7 @@ def student_activity(session: Session, *, assignment_id: int, settings: WebSetti
     """
     out = {s.id: StudentActivity(s) for s in session.exec(select(Student)).all()}
     rows = session.exec(
-        select(
+        select(  # type: ignore[call-overload]  # sqlmodel's select() stubs stop at four columns; any number works
             Submission.student_id,
             Submission.counts_attempt,
             Submission.rank_value_public,
@@ -79,7 +79,7 @@ def student_activity(session: Session, *, assignment_id: int, settings: WebSetti
             Submission.id,
         )
         .where(Submission.assignment_id == assignment_id)
-        .order_by(Submission.student_id, Submission.created_at, Submission.id)  # type: ignore[arg-type]
+        .order_by(Submission.student_id, Submission.created_at, Submission.id)
     ).all()
     previous: dict[int, tuple[float, int]] = {}
     for student_id, counts, public, final, created, sub_id in rows:
@@ -135,7 +135,7 @@ def health(session: Session, *, settings: WebSettings, queue_length: int | None)
     now = utcnow()
     counts = dict.fromkeys((str(s) for s in SubmissionStatus), 0)
     for status, n in session.exec(
-        select(Submission.status, func.count(Submission.id)).group_by(Submission.status)
+        select(Submission.status, func.count(col(Submission.id))).group_by(Submission.status)
     ).all():
         counts[status] = int(n)
     oldest = session.exec(
@@ -245,23 +245,23 @@ def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str
         + ["total", "max_total", "passed", spec.rank_by, "bonus", "final_rank"]
     )
     for student in session.exec(select(Student).order_by(Student.roster_id)).all():
-        sub = best.get(student.id or 0)
-        row_parts = parts.get(sub.result_id or 0, {}) if sub else {}
+        chosen = best.get(student.id or 0)
+        row_parts = parts.get(chosen.result_id or 0, {}) if chosen else {}
         fr = frozen.get(student.id or 0)
-        final_metrics = json.loads(sub.board_json).get("final", {}) if sub and sub.board_json else {}
+        final_metrics = json.loads(chosen.board_json).get("final", {}) if chosen and chosen.board_json else {}
         metric = spec.ranked_metric
         writer.writerow(
             [safe_cell(v) for v in (student.roster_id, student.name, student.email, student.display_name)]
-            + ([sub.id, sub.created_at.isoformat()] if sub else ["", ""])
+            + ([str(chosen.id), chosen.created_at.isoformat()] if chosen else ["", ""])
             + [f"{row_parts[n].score:g}" if n in row_parts else "" for n in part_names]
             + [("yes" if row_parts[n].passed else "no") if n in row_parts else "" for n in part_names]
             + [
-                f"{sub.score:g}" if sub and sub.score is not None else "",
+                f"{chosen.score:g}" if chosen and chosen.score is not None else "",
                 f"{spec.max_score:g}",
                 "yes" if row_parts and all(p.passed for p in row_parts.values()) else "no",
                 f"{final_metrics[metric]:.6f}" if metric in final_metrics else "",
-                fr.bonus if fr else 0,
-                fr.rank if fr else "",
+                str(fr.bonus) if fr else "0",
+                str(fr.rank) if fr else "",
             ]
         )
     return out.getvalue()

@@ -23,7 +23,7 @@ from sqlalchemy import func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from grader.config import Assignment
 from grader.faults import fault_result
@@ -103,15 +103,16 @@ def refresh_board_entry(session: Session, *, assignment_id: int, student_id: int
     """
     session.exec(select(Student.id).where(Student.id == student_id).with_for_update()).first()
     values: dict[str, object] = {}
-    for scope, col in (("public", Submission.rank_value_public), ("final", Submission.rank_value)):
+    for scope, column in (("public", Submission.rank_value_public), ("final", Submission.rank_value)):
+        ranked = col(column)
         best = session.exec(
-            select(Submission.id, col, Submission.created_at)
+            select(Submission.id, ranked, Submission.created_at)
             .where(
                 Submission.assignment_id == assignment_id,
                 Submission.student_id == student_id,
-                col.is_not(None),  # type: ignore[union-attr]
+                ranked.is_not(None),
             )
-            .order_by(col.desc(), Submission.created_at, Submission.id)  # type: ignore[union-attr,arg-type]
+            .order_by(ranked.desc(), col(Submission.created_at), col(Submission.id))
             .limit(1)
         ).first()
         values[f"{scope}_submission_id"] = best[0] if best else None
@@ -180,7 +181,7 @@ def keeps_archive(result: GradeResult) -> bool:
 def attempts_used(session: Session, *, student_id: int, assignment_id: int) -> int:
     """Uploads that use up an attempt: all except invalid ones and grader faults."""
     return session.exec(
-        select(func.count(Submission.id)).where(
+        select(func.count(col(Submission.id))).where(
             Submission.student_id == student_id,
             Submission.assignment_id == assignment_id,
             Submission.counts_attempt == True,  # noqa: E712
@@ -233,7 +234,7 @@ def accept_upload(
             )
     window_start = now - timedelta(seconds=settings.upload_rate_window_s)
     recent = session.exec(
-        select(func.count(Submission.id), func.min(Submission.created_at)).where(
+        select(func.count(col(Submission.id)), func.min(Submission.created_at)).where(
             Submission.student_id == student_id, Submission.created_at > window_start
         )
     ).one()
@@ -287,7 +288,7 @@ def claim(engine: Engine, *, submission_id: int, worker: str, max_attempts: int)
     token = secrets.token_hex(16)
     now = utcnow()
     with session_scope(engine) as session:
-        taken = session.execute(
+        taken = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
             update(Submission)
             .where(
                 Submission.id == submission_id,  # type: ignore[arg-type]
@@ -365,7 +366,7 @@ def record_result(
     now = utcnow()
     value, value_public, board_json = rank_values(result, spec)
     with session_scope(engine) as session:
-        won = session.execute(
+        won = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
             update(Submission)
             .where(*still_held(claim))
             .values(
@@ -434,7 +435,7 @@ def release_for_retry(engine: Engine, *, claim: Claim) -> int | None:
             update(Submission)
             .where(*still_held(claim))
             .values(status=SubmissionStatus.QUEUED, claim_token=None, heartbeat_at=None, enqueued_at=utcnow())
-            .returning(Submission.priority)
+            .returning(col(Submission.priority))
             .execution_options(synchronize_session=False)
         ).first()
     return None if released is None else int(released[0])
@@ -479,7 +480,7 @@ def sweep_stuck(
     overran = now - timedelta(seconds=spec.sandbox_wall_s + settings.grading_margin_s)
     stuck = (
         Submission.status == SubmissionStatus.RUNNING,
-        or_(Submission.heartbeat_at < silent, Submission.started_at < overran),  # type: ignore[operator]
+        or_(col(Submission.heartbeat_at) < silent, col(Submission.started_at) < overran),
     )
     with session_scope(engine) as session:
         requeued = [
@@ -493,11 +494,11 @@ def sweep_stuck(
                     heartbeat_at=None,
                     enqueued_at=now,
                 )
-                .returning(Submission.id)
+                .returning(col(Submission.id))
                 .execution_options(synchronize_session=False)
             )
         ]
-        exhausted = list(session.exec(select(Submission.id).where(*stuck)).all())
+        exhausted = [i for i in session.exec(select(Submission.id).where(*stuck)).all() if i is not None]
     if requeued:
         log.warning("re-queued submissions stuck in running: %s", requeued)
     for sub_id in exhausted:
@@ -526,7 +527,7 @@ def queued_since(engine: Engine, *, before: datetime) -> list[tuple[int, int]]:
                 Submission.enqueued_at < before,  # type: ignore[operator]
             )
         ).all()
-    return [(int(a), int(b)) for a, b in rows]
+    return [(int(a), int(b)) for a, b in rows if a is not None]
 
 
 def mark_enqueued(engine: Engine, *, submission_ids: Iterable[int]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from leaderboard.models import SignInFailure
 
@@ -70,7 +70,7 @@ def wait_s(session: Session, *, limits: Iterable[Limit], window_s: float, now: d
 def record_failure(session: Session, *, limits: Iterable[Limit], window_s: float, now: datetime) -> int:
     """Count one failed sign-in against every key; the seconds to wait now (0: not locked)."""
     limits = list(limits)
-    session.execute(delete(SignInFailure).where(SignInFailure.at < now - timedelta(seconds=window_s)))
+    session.execute(delete(SignInFailure).where(col(SignInFailure.at) < now - timedelta(seconds=window_s)))
     for limit in limits:
         session.add(SignInFailure(key=limit.key, at=now))
     session.flush()

@@ -189,7 +189,7 @@ class Grader:
         heartbeat(self.engine, claims=active)
         now = utcnow()
         with session_scope(self.engine) as session:
-            n = session.execute(
+            n = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
                 update(WorkerBeat)
                 .where(WorkerBeat.name == self.name)  # type: ignore[arg-type]
                 .values(

@@ -186,7 +186,7 @@ def regrade_one(submission_id: int) -> Any:
 @instructor_required
 def regrade_all() -> Any:
     ids = db().exec(select(Submission.id).where(Submission.assignment_id == services().assignment_id())).all()
-    taken = request_regrade(db(), submission_ids=[int(i) for i in ids])
+    taken = request_regrade(db(), submission_ids=[i for i in ids if i is not None])
     db().commit()
     for sub_id in taken:
         services().queue.enqueue(sub_id, priority=0)
