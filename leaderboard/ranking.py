@@ -130,10 +130,10 @@ def all_passed_students(session: Session, *, assignment_id: int, cutoff: datetim
     """Students with an upload (made up to ``cutoff``) whose current result passed every part."""
     query = select(BoardEntry.student_id).where(
         BoardEntry.assignment_id == assignment_id,
-        BoardEntry.all_passed_at.is_not(None),  # type: ignore[union-attr]
+        col(BoardEntry.all_passed_at).is_not(None),
     )
     if cutoff is not None:
-        query = query.where(BoardEntry.all_passed_at <= cutoff)  # type: ignore[operator]
+        query = query.where(col(BoardEntry.all_passed_at) <= cutoff)
     return {int(s) for s in session.exec(query).all()}
 
 
@@ -207,12 +207,12 @@ def _live(session: Session, *, spec: Assignment, assignment_id: int) -> list[Boa
         .join(Student, Student.id == BoardEntry.student_id)
         .where(
             BoardEntry.assignment_id == assignment_id,
-            BoardEntry.public_value.is_not(None),  # type: ignore[union-attr]
+            col(BoardEntry.public_value).is_not(None),
         )
         .order_by(
-            BoardEntry.public_value.desc(),  # type: ignore[union-attr]
-            BoardEntry.public_created_at.asc(),  # type: ignore[union-attr]
-            BoardEntry.public_submission_id.asc(),  # type: ignore[union-attr]
+            col(BoardEntry.public_value).desc(),
+            col(BoardEntry.public_created_at).asc(),
+            col(BoardEntry.public_submission_id).asc(),
         )
     )
     return _rows(session.execute(query), spec=spec, scope="public", part=part, columns=columns,
@@ -253,9 +253,9 @@ def compute_board(session: Session, *, spec: Assignment, assignment: AssignmentR
     if assignment.frozen_at is not None:
         frozen = session.exec(
             select(FrozenRow, Student.display_name)
-            .join(Student, Student.id == FrozenRow.student_id)  # type: ignore[arg-type]
+            .join(Student, col(Student.id) == col(FrozenRow.student_id))
             .where(FrozenRow.assignment_id == assignment.id)
-            .order_by(FrozenRow.rank)  # type: ignore[arg-type]
+            .order_by(col(FrozenRow.rank))
         ).all()
         rows: list[BoardRow] = [
             BoardRow(
@@ -301,7 +301,7 @@ def pending_before(session: Session, *, assignment_id: int, cutoff: datetime) ->
         select(func.count(col(Submission.id))).where(
             Submission.assignment_id == assignment_id,
             Submission.created_at <= cutoff,
-            Submission.status.in_([SubmissionStatus.QUEUED, SubmissionStatus.RUNNING]),  # type: ignore[attr-defined]
+            col(Submission.status).in_([SubmissionStatus.QUEUED, SubmissionStatus.RUNNING]),
         )
     ).one()
 
@@ -323,7 +323,7 @@ def freeze_board(
     cutoff = cutoff or now
     won = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
         update(AssignmentRow)
-        .where(AssignmentRow.id == assignment.id, AssignmentRow.frozen_at.is_(None))  # type: ignore[arg-type,union-attr]
+        .where(col(AssignmentRow.id) == assignment.id, col(AssignmentRow.frozen_at).is_(None))
         .values(frozen_at=now, frozen_by=by[:120])
         .execution_options(synchronize_session=False)
     ).rowcount

@@ -113,7 +113,7 @@ def result_flags(session: Session, *, result_ids: Iterable[int]) -> dict[int, tu
         return {}
     out: dict[int, tuple[Flag, ...]] = {}
     rows = session.exec(
-        select(Result.id, Result.result_json).where(Result.id.in_(ids))  # type: ignore[union-attr]
+        select(col(Result.id), col(Result.result_json)).where(col(Result.id).in_(ids))
     ).all()
     for result_id, text in rows:
         flags = json.loads(text).get("flags") or []
@@ -159,7 +159,7 @@ def health(session: Session, *, settings: WebSettings, queue_length: int | None)
             w.current_submission_id,
             now - w.seen_at < alive_within,
         )
-        for w in session.exec(select(WorkerBeat).order_by(WorkerBeat.seen_at.desc())).all()  # type: ignore[attr-defined]
+        for w in session.exec(select(WorkerBeat).order_by(col(WorkerBeat.seen_at).desc())).all()
     ]
     return Health(
         counts=counts,
@@ -191,19 +191,19 @@ def regrades(session: Session, *, assignment_id: int, limit: int = 500) -> list[
     """Submissions graded more than once: the previous and the current result side by side."""
     subs = session.exec(
         select(Submission, Student.roster_id)
-        .join(Student, Student.id == Submission.student_id)  # type: ignore[arg-type]
+        .join(Student, col(Student.id) == col(Submission.student_id))
         .where(
             Submission.assignment_id == assignment_id,
-            Submission.previous_result_id.is_not(None),  # type: ignore[union-attr]
+            col(Submission.previous_result_id).is_not(None),
         )
-        .order_by(Submission.id)  # type: ignore[arg-type]
+        .order_by(col(Submission.id))
         .limit(limit)
     ).all()
     ids = {i for s, _ in subs for i in (s.result_id, s.previous_result_id) if i}
     results = (
         {
             r.id: r
-            for r in session.exec(select(Result).where(Result.id.in_(ids))).all()  # type: ignore[union-attr]
+            for r in session.exec(select(Result).where(col(Result.id).in_(ids))).all()
         }
         if ids
         else {}
@@ -219,8 +219,8 @@ def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str
     best: dict[int, Submission] = {}
     for sub in session.exec(
         select(Submission)
-        .where(Submission.assignment_id == assignment_id, Submission.result_id.is_not(None))  # type: ignore[union-attr]
-        .order_by(Submission.created_at, Submission.id)  # type: ignore[arg-type]
+        .where(col(Submission.assignment_id) == assignment_id, col(Submission.result_id).is_not(None))
+        .order_by(col(Submission.created_at), col(Submission.id))
     ).all():
         current = best.get(sub.student_id)
         if current is None or (sub.score or 0.0) > (current.score or 0.0):
@@ -229,7 +229,7 @@ def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str
     parts: dict[int, dict[str, PartResultRow]] = defaultdict(dict)
     if result_ids:
         for row in session.exec(
-            select(PartResultRow).where(PartResultRow.result_id.in_(result_ids))  # type: ignore[attr-defined]
+            select(PartResultRow).where(col(PartResultRow.result_id).in_(result_ids))
         ).all():
             parts[row.result_id][row.name] = row
     frozen = {

@@ -89,7 +89,7 @@ def bump_board(session: Session, *, assignment_id: int) -> None:
     """Tell every process that the leaderboard changed (their caches key on this number)."""
     session.execute(
         update(AssignmentRow)
-        .where(AssignmentRow.id == assignment_id)  # type: ignore[arg-type]
+        .where(col(AssignmentRow.id) == assignment_id)
         .values(board_version=AssignmentRow.board_version + 1)
     )
 
@@ -120,13 +120,13 @@ def refresh_board_entry(session: Session, *, assignment_id: int, student_id: int
         values[f"{scope}_created_at"] = best[2] if best else None
     values["all_passed_at"] = session.exec(
         select(Submission.created_at)
-        .join(Result, Result.id == Submission.result_id)  # type: ignore[arg-type]
+        .join(Result, col(Result.id) == col(Submission.result_id))
         .where(
             Submission.assignment_id == assignment_id,
             Submission.student_id == student_id,
             Result.passed == True,  # noqa: E712
         )
-        .order_by(Submission.created_at)  # type: ignore[arg-type]
+        .order_by(col(Submission.created_at))
         .limit(1)
     ).first()
     dialect = session.get_bind().dialect.name
@@ -194,7 +194,7 @@ def student_submissions(session: Session, *, student_id: int | None) -> list[Sub
     return list(session.exec(
         select(Submission)
         .where(Submission.student_id == student_id)
-        .order_by(Submission.created_at.desc(), Submission.id.desc())  # type: ignore[attr-defined,union-attr]
+        .order_by(col(Submission.created_at).desc(), col(Submission.id).desc())
     ).all())
 
 
@@ -221,7 +221,7 @@ def accept_upload(
     """
     now = now or utcnow()
     session.execute(
-        update(Student).where(Student.id == student_id).values(last_upload_at=now)  # type: ignore[arg-type]
+        update(Student).where(col(Student.id) == student_id).values(last_upload_at=now)
     )
     if settings.enforce_deadlines:
         opens, final = spec.deadlines.get("opens"), spec.deadlines.get("final")
@@ -291,9 +291,9 @@ def claim(engine: Engine, *, submission_id: int, worker: str, max_attempts: int)
         taken = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
             update(Submission)
             .where(
-                Submission.id == submission_id,  # type: ignore[arg-type]
-                Submission.status == SubmissionStatus.QUEUED,  # type: ignore[arg-type]
-                Submission.grading_attempts < max_attempts,  # type: ignore[arg-type]
+                col(Submission.id) == submission_id,
+                col(Submission.status) == SubmissionStatus.QUEUED,
+                col(Submission.grading_attempts) < max_attempts,
             )
             .values(
                 status=SubmissionStatus.RUNNING,
@@ -333,7 +333,7 @@ def heartbeat(engine: Engine, *, claims: Iterable[Claim]) -> None:
         for c in claims:
             session.execute(
                 update(Submission)
-                .where(Submission.id == c.submission_id, Submission.claim_token == c.token)  # type: ignore[arg-type]
+                .where(col(Submission.id) == c.submission_id, col(Submission.claim_token) == c.token)
                 .values(heartbeat_at=now)
             )
 
@@ -448,7 +448,7 @@ def give_up(engine: Engine, *, submission_id: int, spec: Assignment, message: st
     with session_scope(engine) as session:
         session.execute(
             update(Submission)
-            .where(Submission.id == submission_id)  # type: ignore[arg-type]
+            .where(col(Submission.id) == submission_id)
             .values(status=SubmissionStatus.RUNNING, claim_token=token)
         )
     record_result(
@@ -479,7 +479,7 @@ def sweep_stuck(
     silent = now - timedelta(seconds=settings.stale_after_s)
     overran = now - timedelta(seconds=spec.sandbox_wall_s + settings.grading_margin_s)
     stuck = (
-        Submission.status == SubmissionStatus.RUNNING,
+        col(Submission.status) == SubmissionStatus.RUNNING,
         or_(col(Submission.heartbeat_at) < silent, col(Submission.started_at) < overran),
     )
     with session_scope(engine) as session:
@@ -487,7 +487,7 @@ def sweep_stuck(
             row[0]
             for row in session.execute(
                 update(Submission)
-                .where(*stuck, Submission.grading_attempts < settings.max_grading_attempts)  # type: ignore[arg-type]
+                .where(*stuck, col(Submission.grading_attempts) < settings.max_grading_attempts)
                 .values(
                     status=SubmissionStatus.QUEUED,
                     claim_token=None,
@@ -524,7 +524,7 @@ def queued_since(engine: Engine, *, before: datetime) -> list[tuple[int, int]]:
         rows = session.exec(
             select(Submission.id, Submission.priority).where(
                 Submission.status == SubmissionStatus.QUEUED,
-                Submission.enqueued_at < before,  # type: ignore[operator]
+                col(Submission.enqueued_at) < before,
             )
         ).all()
     return [(int(a), int(b)) for a, b in rows if a is not None]
@@ -537,7 +537,7 @@ def mark_enqueued(engine: Engine, *, submission_ids: Iterable[int]) -> None:
     with session_scope(engine) as session:
         session.execute(
             update(Submission)
-            .where(Submission.id.in_(ids))  # type: ignore[union-attr]
+            .where(col(Submission.id).in_(ids))
             .values(enqueued_at=utcnow())
         )
 
@@ -549,9 +549,9 @@ def request_regrade(session: Session, *, submission_ids: Iterable[int]) -> list[
     done = [s for s in SubmissionStatus if not s.pending and s is not SubmissionStatus.INVALID]
     taken: list[int] = []
     for sub_id in ids:
-        n = session.execute(
+        n = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
             update(Submission)
-            .where(Submission.id == sub_id, Submission.status.in_(done))  # type: ignore[arg-type,attr-defined]
+            .where(col(Submission.id) == sub_id, col(Submission.status).in_(done))
             .values(
                 status=SubmissionStatus.QUEUED,
                 enqueued_at=utcnow(),

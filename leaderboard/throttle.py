@@ -58,7 +58,7 @@ def wait_s(session: Session, *, limits: Iterable[Limit], window_s: float, now: d
         nth_newest = session.exec(
             select(SignInFailure.at)
             .where(SignInFailure.key == limit.key, SignInFailure.at > since)
-            .order_by(SignInFailure.at.desc())  # type: ignore[attr-defined]
+            .order_by(col(SignInFailure.at).desc())
             .offset(max(limit.max_failures, 1) - 1)
             .limit(1)
         ).first()
@@ -79,7 +79,7 @@ def record_failure(session: Session, *, limits: Iterable[Limit], window_s: float
 
 def forget(session: Session, *, key: str) -> None:
     """A successful sign-in on an account: its failures no longer count (the address's do)."""
-    session.execute(delete(SignInFailure).where(SignInFailure.key == key))  # type: ignore[arg-type]
+    session.execute(delete(SignInFailure).where(col(SignInFailure.key) == key))
 
 
 def retry_message(wait: int, now: datetime) -> str:

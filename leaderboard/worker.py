@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from grader.config import Assignment, load_assignment
 from grader.datasets.manifest import MANIFEST_NAME, NOT_BUILT, Manifest, load_manifest
@@ -191,7 +191,7 @@ class Grader:
         with session_scope(self.engine) as session:
             n = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
                 update(WorkerBeat)
-                .where(WorkerBeat.name == self.name)  # type: ignore[arg-type]
+                .where(col(WorkerBeat.name) == self.name)
                 .values(
                     seen_at=now,
                     graded=graded,
