@@ -3,7 +3,8 @@ running sandbox sees it at its next poll, kills its job and the grading thread e
 
 Real bwrap sandboxes run a long sleep; the main loop's Ctrl-C is a KeyboardInterrupt from the
 ``tick`` callback once both jobs run. Nothing is injected into the threads: if ``run_tasks``
-stopped setting the event, the sandboxes would run their 60 s and this test would time out.
+stopped setting the event, the sleeps would run to the sandbox's wall limit, no poll would
+raise ``Cancelled`` and the assertions below would fail.
 """
 
 from __future__ import annotations
