@@ -17,8 +17,10 @@ from grader.batch.cli import batch, export, regrade
 from grader.config import Settings, load_assignment
 from grader.datasets.cli import build_tests, sync_tests, verify_tests
 from grader.errors import GraderFault, SpecError
+from grader.faults import fault_result
 from grader.report import format_result
 from grader.result import GradeResult
+from grader.sandbox.registry import DEFAULT_BACKEND, backend_names
 from grader.similarity.cli import similarity
 
 EXIT_FAULT = 3
@@ -63,8 +65,8 @@ def main(ctx: click.Context, verbose: int) -> None:
               help="Write the result JSON here (an object for one zip, a list for several).")
 @click.option("--assignment", "assignment_path", type=click.Path(path_type=Path),
               help="Assignment spec (folder or TOML); default: hidden_tests/cnn.")
-@click.option("--sandbox", type=click.Choice(["bwrap", "docker", "local"]),
-              help="Sandbox backend (default: bwrap, or $GRADER_SANDBOX).")
+@click.option("--sandbox", type=click.Choice(backend_names()),
+              help=f"Sandbox backend (default: {DEFAULT_BACKEND}, or $GRADER_SANDBOX).")
 @click.option("--details/--no-details", default=False, help="Also show staff details (tracebacks).")
 @click.pass_context
 def grade(ctx: click.Context, zips: tuple[Path, ...], json_file: Path | None,
@@ -96,9 +98,7 @@ def grade(ctx: click.Context, zips: tuple[Path, ...], json_file: Path | None,
             click.secho(f"{path.name}: the grader failed: {exc.message}", fg="red", err=True)
             if exc.detail:
                 click.echo(exc.detail, err=True)
-            result = GradeResult.failed(exc, assignment=assignment.name,
-                                        spec_version=assignment.version,
-                                        max_score=assignment.max_score)
+            result = fault_result(assignment, exc.message, detail=exc.detail)
         results.append(result)
         click.echo(format_result(path.name, result, details=details, color=sys.stdout.isatty()))
     if json_file is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import SpecError
+from grader.sandbox.registry import BACKENDS, DEFAULT_BACKEND, unknown_backend
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HIDDEN_TESTS_DIR = PROJECT_ROOT / "hidden_tests"
@@ -108,6 +109,21 @@ class Assignment:
     def max_score(self) -> float:
         return sum(p.points for p in self.parts)
 
+    @property
+    def ranked_part(self) -> str:
+        """The part the board ranks by: "finetune" of ``rank_by = "finetune.weighted"``."""
+        return split_rank_by(self.rank_by)[0]
+
+    @property
+    def ranked_metric(self) -> str:
+        """The metric of the ranked part the board ranks by: "weighted" of "finetune.weighted"."""
+        return split_rank_by(self.rank_by)[1]
+
+    @property
+    def has_private_part(self) -> bool:
+        """True when part of each hidden split stays private until the board freezes."""
+        return self.public_fraction < 1.0
+
     def part(self, name: str) -> PartSpec:
         for part in self.parts:
             if part.name == name:
@@ -117,10 +133,11 @@ class Assignment:
     def public_summary(self, metrics: Mapping[str, float]) -> str:
         """The ranked metric on the public part, e.g. "weighted 81.0% on the public 50% of the
         hidden test set (ORIG 80.0%, …)"; "" when ``metrics`` lacks it."""
-        name, _, metric = self.rank_by.partition(".")
+        metric = self.ranked_metric
         if metric not in metrics:
             return ""
-        splits = ", ".join(f"{k} {metrics[k]:.1%}" for k in self.part(name).weights if k in metrics)
+        splits = ", ".join(f"{k} {metrics[k]:.1%}" for k in self.part(self.ranked_part).weights
+                           if k in metrics)
         return (f"{metric} {metrics[metric]:.1%} on the public {self.public_fraction:.0%} of the "
                 "hidden test set" + (f" ({splits})" if splits else ""))
 
@@ -269,6 +286,12 @@ def load_assignment(path: Path | str | None = None) -> Assignment:
         raise SpecError(f"{path}: {exc}") from None
 
 
+def split_rank_by(rank_by: str) -> tuple[str, str]:
+    """``"part.metric"`` -> (part, metric): the one place ``rank_by`` is taken apart."""
+    part, _, metric = rank_by.partition(".")
+    return part, metric
+
+
 def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
     _no_extra(raw, {"assignment", "files", "limits", "parts", "leaderboard", "deadlines", "bonus"}, "spec")
     head = _take(raw, "assignment", dict, "spec")
@@ -287,7 +310,7 @@ def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
     if not 0.0 < public_fraction <= 1.0:
         raise SpecError(f"[leaderboard]: key 'public_fraction' must lie in (0, 1], got {public_fraction}")
     rank_by = str(board.get("rank_by", "finetune.weighted"))
-    if rank_by.split(".")[0] not in {p.name for p in parts}:
+    if split_rank_by(rank_by)[0] not in {p.name for p in parts}:
         raise SpecError(f"[leaderboard]: key 'rank_by' names an unknown part: {rank_by!r}")
     deadlines = raw.get("deadlines", {})
     for key, value in deadlines.items():
@@ -349,11 +372,17 @@ def _number(env: Mapping[str, str], key: str, kind: type[int] | type[float]) -> 
     return value
 
 
+def _backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise SpecError(f"GRADER_SANDBOX={name!r}: {unknown_backend(name)}")
+    return name
+
+
 @dataclass(frozen=True)
 class SandboxSettings:
-    """How student code is run. ``backend``: ``bwrap`` (default), ``docker`` or ``local``."""
+    """How student code is run. ``backend``: a name in ``grader.sandbox.registry.BACKENDS``."""
 
-    backend: str = "bwrap"
+    backend: str = DEFAULT_BACKEND
     python: str = sys.executable  # the interpreter (with torch) the runner uses inside
     require_cgroups: bool = True  # refuse to run without memory/pids limits
     docker_image: str = "cnn-grader-runner:latest"
@@ -381,7 +410,7 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("GRADER_HOME", PROJECT_ROOT / "var"))
         sandbox = SandboxSettings(
-            backend=env.get("GRADER_SANDBOX", "bwrap"),
+            backend=_backend(env.get("GRADER_SANDBOX", DEFAULT_BACKEND)),
             python=env.get("GRADER_SANDBOX_PYTHON", sys.executable),
             require_cgroups=env.get("GRADER_REQUIRE_CGROUPS", "1") not in ("0", "false", "no"),
             docker_image=env.get("GRADER_DOCKER_IMAGE", "cnn-grader-runner:latest"),

@@ -1,16 +1,24 @@
-"""The exception tree of the grader.
+"""The grader's exceptions: each message is what its reader reads, ``.detail`` is for staff.
 
-    GradingError(message, *, detail="")   .message is for the student, .detail for staff
-      SubmissionInvalid                   bad archive, missing file, over a limit
-      StudentCodeFailed                   the student's code raised or ended the process
-      TimeLimitExceeded                   did not finish within the wall-time limit
-      MemoryLimitExceeded                 went over the memory limit
-    SpecError(ValueError)                 an assignment spec or manifest that does not load
-    GraderFault(Exception)                our bug or broken infrastructure; never the student's
+    GradingError(message, *, detail="")   the student's side; .status names the result
+      SubmissionInvalid                   intake refused the upload (bad zip, missing file,
+                                          over a limit); does not use up an attempt
+    SpecError(ValueError)                 a spec, settings file or data manifest that does
+      DataBuildError (grader.datasets)    not load, or hidden sets that cannot be built
+    GraderFault(Exception)                our bug or broken infrastructure, never the student's
+    Cancelled(BaseException)              the caller stopped grading (Ctrl-C in a batch)
 
-A ``GradingError`` becomes a result (the student's attempt counts, except for
-``SubmissionInvalid``). A ``GraderFault`` is not caught by ``grade()``: the
-caller records ``grader_fault`` and refunds the attempt.
+What the student's code does inside the sandbox (a crash, a time-out, too much memory) is
+not an exception: it travels as a part's status and message. ``grade()`` turns a
+``SubmissionInvalid`` into a result; a ``GraderFault`` it raises for the caller, which
+records it with ``grader.faults`` (a ``grader_fault`` result; the attempt is refunded).
+``Cancelled`` is raised from the sandbox's poll callback when the caller asks grading to
+stop; the sandbox kills the job and ``grade()`` cleans up on the way out. It is a
+``BaseException`` so that nothing recording faults mistakes stopping for a result.
+
+Other packages keep their own few errors next to the code that raises them, each with a
+message for its reader: ``BatchError`` (grader.batch), ``ExportError``, ``KitError``,
+``UploadRefused`` and ``AccountError`` (leaderboard).
 """
 
 from __future__ import annotations
@@ -33,24 +41,6 @@ class SubmissionInvalid(GradingError):
     status = "invalid"
 
 
-class StudentCodeFailed(GradingError):
-    """The student's code raised, or ended the process early."""
-
-    status = "crashed"
-
-
-class TimeLimitExceeded(GradingError):
-    """The student's code did not finish within the wall-time limit."""
-
-    status = "timed_out"
-
-
-class MemoryLimitExceeded(GradingError):
-    """The student's code used more memory than the limit allows."""
-
-    status = "out_of_memory"
-
-
 class SpecError(ValueError):
     """An assignment spec, settings file or data manifest that does not load; names the key."""
 
@@ -62,3 +52,7 @@ class GraderFault(Exception):
         super().__init__(message)
         self.message = message
         self.detail = detail
+
+
+class Cancelled(BaseException):
+    """Grading was asked to stop (a batch interrupted); raised in the grading thread."""

@@ -1,10 +1,8 @@
 """Results in other systems' formats: Gradescope's ``results.json``.
 
-Only what the student may see goes out: never staff details (tracebacks, sandbox notes,
-environment), and while the spec keeps part of the hidden splits private
-(``public_fraction`` < 1) the ranked part's numbers are those on the public part
-(``PartResult.public_metrics``), its message is rebuilt from them and its per-split tests,
-whose messages carry the whole-split accuracies, are left out, as on the leaderboard.
+Only what the student may see goes out, as ``grader.visible.visible_to_student`` decides:
+never staff details or flags, and while part of the hidden splits is private only the ranked
+part's public numbers, as on the leaderboard.
 """
 
 from __future__ import annotations
@@ -15,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from grader.config import Assignment
-from grader.result import GradeResult, PartResult, Status
+from grader.result import GradeResult, PartResult
+from grader.visible import visible_to_student
 
 SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._@-]+")
 FAILED_TESTS_SHOWN = 12
@@ -29,25 +28,6 @@ class ExportError(Exception):
         self.message = message
 
 
-def _ranked(assignment: Assignment) -> tuple[str, str]:
-    part, _, metric = assignment.rank_by.partition(".")
-    return part, metric
-
-
-def hides_private(assignment: Assignment) -> bool:
-    return assignment.public_fraction < 1.0
-
-
-def _public_part_message(assignment: Assignment, part: PartResult, metrics: dict[str, float]) -> str:
-    """The ranked part's message from public numbers (the judge's message names whole-split values)."""
-    spec = assignment.part(_ranked(assignment)[0])
-    summary = assignment.public_summary(metrics)
-    if not summary:
-        return f"{spec.title}: {part.score:g}/{part.max_score:g} points."
-    return (f"{spec.title}: {part.score:g}/{part.max_score:g} points; {summary}; the rest of the test "
-            "set decides the final ranking.")
-
-
 def _title(assignment: Assignment, name: str) -> str:
     try:
         return assignment.part(name).title
@@ -55,12 +35,8 @@ def _title(assignment: Assignment, name: str) -> str:
         return name
 
 
-def _part_output(assignment: Assignment, part: PartResult) -> str:
-    ranked, _ = _ranked(assignment)
-    if part.name == ranked and hides_private(assignment):
-        if part.status is Status.GRADED:
-            return _public_part_message(assignment, part, dict(part.public_metrics))
-        return part.message  # stopped before measuring: no numbers in it
+def _part_output(part: PartResult) -> str:
+    """A visible part's message and its failed tests (none left on a public-only part)."""
     lines = [part.message]
     failed = [t for t in part.tests if not t.passed]
     lines += [f"  x {t.name}: {t.message}" for t in failed[:FAILED_TESTS_SHOWN]]
@@ -69,30 +45,24 @@ def _part_output(assignment: Assignment, part: PartResult) -> str:
     return "\n".join(lines)
 
 
-def leaderboard_metrics(result: GradeResult, assignment: Assignment) -> dict[str, float]:
-    """The ranked part's metrics a student may see now: public ones while part is private."""
-    ranked, _ = _ranked(assignment)
-    part = result.part(ranked)
-    if part is None:
-        return {}
-    return dict(part.public_metrics if hides_private(assignment) else part.metrics)
-
-
-def gradescope(result: GradeResult, assignment: Assignment) -> dict[str, Any]:
-    """One result as Gradescope's ``results.json``: score, output, a test per part, leaderboard."""
+def gradescope(result: GradeResult, assignment: Assignment, *, final: bool = False) -> dict[str, Any]:
+    """One result as Gradescope's ``results.json``: score, output, a test per part, leaderboard;
+    what the student may see (``visible_to_student``), the public part only unless ``final``."""
+    result = visible_to_student(result, assignment, final=final)
     tests = [
         {
             "name": _title(assignment, part.name),
             "score": part.score,
             "max_score": part.max_score,
-            "output": _part_output(assignment, part),
+            "output": _part_output(part),
             "status": "passed" if part.passed else "failed",
             "visibility": "visible",
         }
         for part in result.parts
     ]
-    ranked, metric = _ranked(assignment)
-    metrics = leaderboard_metrics(result, assignment)
+    ranked, metric = assignment.ranked_part, assignment.ranked_metric
+    part = result.part(ranked)
+    metrics = dict(part.metrics) if part is not None else {}
     try:
         names = [*assignment.part(ranked).weights, metric]
     except KeyError:

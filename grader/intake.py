@@ -30,15 +30,20 @@ from typing import NoReturn
 
 from grader.config import Assignment, Files, Limits
 from grader.errors import GraderFault, SubmissionInvalid
+from grader.zipcheck import (
+    REMAKE,
+    EntryProblem,
+    check_entries,
+    damaged,
+    show_name,
+    sizes_text,
+)
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
-RATIO_MIN_BYTES = 1 << 20  # smaller entries are not ratio-checked: tiny files compress wildly
 MAX_NAME_CHARS = 100
-SHOW_CHARS = 60
 NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
-DRIVE_RE = re.compile(r"[A-Za-z]:")
 ARCHIVE_SUFFIXES = (
     ".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".whl", ".jar", ".zst",
 )
@@ -54,10 +59,6 @@ ARCHIVE_MAGIC = {
 ZIP_BASED_SUFFIXES = (".pt", ".pth")
 JUNK_DIRS = frozenset({"__MACOSX", "__pycache__", ".ipynb_checkpoints"})
 JUNK_FILES = frozenset({".DS_Store"})
-READABLE_METHODS = frozenset(
-    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
-)
-LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, fixed fields, name and extra lengths
 READ_ERRORS = (
     zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, NotImplementedError,
 )
@@ -65,7 +66,6 @@ OPEN_ERRORS = (
     zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError,
     ValueError, struct.error, IndexError, OverflowError,
 )
-REMAKE = "create the zip again with a standard zip tool and upload it"
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def intake(archive: Path, dest: Path, *, assignment: Assignment) -> Submission:
     try:
         size = archive.stat().st_size
         if size > limits.upload_bytes:
-            shown, limit = _sizes(size, limits.upload_bytes)
+            shown, limit = sizes_text(size, limits.upload_bytes)
             raise SubmissionInvalid(
                 f"The upload is {shown}, over the limit of {limit}; leave out what grading does "
                 "not need and upload again.",
@@ -149,11 +149,12 @@ def _check(
             "zip only the files the assignment asks for.",
             detail=f"{len(infos)} entries > max_entries {limits.max_entries}",
         )
-    _check_no_overlap(archive, infos, int(zf.start_dir))
+    problem = check_entries(archive, zf, entry_bytes=limits.entry_bytes, max_ratio=limits.max_ratio)
+    if problem:
+        _refuse(problem)
     kept: list[zipfile.ZipInfo] = []
     junk: list[str] = []
     for info in infos:
-        _check_entry(info)
         if _is_dir(info):
             continue
         if _is_junk(info.filename):
@@ -164,82 +165,15 @@ def _check(
     for info in kept:
         _check_name(info.filename)
     _check_unique(kept)
-    _check_declared_sizes(kept, limits)
+    _check_total(kept, limits)
     warnings = _check_required({i.filename for i in kept}, assignment.files)
     if junk:
         warnings.insert(
             0,
             f"Skipped {len(junk)} entries that zip tools or editors add and grading does not "
-            f"need (such as {_show(junk[0])}).",
+            f"need (such as {show_name(junk[0])}).",
         )
     return kept, warnings
-
-
-def _check_no_overlap(archive: Path, infos: list[zipfile.ZipInfo], start_dir: int) -> None:
-    """Refuse entries sharing bytes: each header + data must end before the next one starts."""
-    by_offset: dict[int, zipfile.ZipInfo] = {}
-    for info in infos:
-        other = by_offset.setdefault(info.header_offset, info)
-        if other is not info:
-            _refuse_overlap(other, info, f"both at header offset {info.header_offset}")
-    ordered = sorted(infos, key=lambda i: i.header_offset)
-    with archive.open("rb") as fh:
-        for index, info in enumerate(ordered):
-            if info.header_offset < 0:
-                _refuse_damaged(info, f"negative header offset {info.header_offset}")
-            fh.seek(info.header_offset)
-            head = fh.read(LOCAL_HEADER.size)
-            if len(head) < LOCAL_HEADER.size:
-                _refuse_damaged(info, "local header truncated")
-            signature, name_len, extra_len = LOCAL_HEADER.unpack(head)
-            if signature != b"PK\x03\x04":
-                _refuse_damaged(info, f"bad local header signature {signature!r}")
-            end = info.header_offset + LOCAL_HEADER.size + name_len + extra_len + info.compress_size
-            if index + 1 < len(ordered):
-                following = ordered[index + 1]
-                if end > following.header_offset:
-                    _refuse_overlap(info, following, f"data ends at {end}, next header at "
-                                    f"{following.header_offset}")
-            elif end > start_dir:
-                _refuse_damaged(info, f"data ends at {end}, central directory at {start_dir}")
-
-
-def _check_entry(info: zipfile.ZipInfo) -> None:
-    """Path safety, file type, encryption and compression method of one entry."""
-    name = info.orig_filename  # zipfile cuts ``filename`` at a NUL; the original keeps it
-    mode = info.external_attr >> 16
-    kind = stat.S_IFMT(mode)
-    parts = name.removesuffix("/").split("/")
-    problem, fix = "", ""
-    if "\x00" in name:
-        problem, fix = "has a NUL character in its name", "rename the file and create the zip again"
-    elif not name.isprintable():
-        problem = "has a control or invisible character in its name"
-        fix = "rename the file and create the zip again"
-    elif name.startswith(("/", "\\")) or DRIVE_RE.match(name):
-        problem = "is an absolute path"
-        fix = "zip the files themselves so that each sits at the top level of the zip"
-    elif "\\" in name:
-        problem, fix = "has a backslash in its name", REMAKE + ", with every file at the top level"
-    elif any(part in ("", ".", "..") for part in parts):
-        problem = "has a '..', '.' or empty part in its path"
-        fix = "zip the files themselves so that each sits at the top level of the zip"
-    elif stat.S_ISLNK(mode):
-        problem, fix = "is a symbolic link", "put the real file in the zip instead"
-    elif kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-        problem = "is not a regular file (it is a device, pipe or socket)"
-        fix = "put only regular files in the zip"
-    elif info.flag_bits & 0x1:
-        problem, fix = "is encrypted", "create the zip again without a password"
-    elif info.compress_type not in READABLE_METHODS:
-        problem = f"uses a compression method (number {info.compress_type}) the grader cannot read"
-        fix = "create the zip again with a standard zip tool, using the usual Deflate method"
-    if problem:
-        raise SubmissionInvalid(
-            f"The zip entry {_show(name)} {problem}; {fix}.",
-            detail=f"entry {name!r}: flags={info.flag_bits:#x} method={info.compress_type} "
-            f"external_attr={info.external_attr:#x} create_system={info.create_system}",
-        )
 
 
 def _is_dir(info: zipfile.ZipInfo) -> bool:
@@ -267,12 +201,12 @@ def _check_layout(kept: list[zipfile.ZipInfo], files: Files) -> None:
     if hits:
         folder = max(sorted(hits), key=lambda f: hits[f])
         raise SubmissionInvalid(
-            f"The zip holds your files inside the folder {_show(folder + '/')}; zip the files "
+            f"The zip holds your files inside the folder {show_name(folder + '/')}; zip the files "
             "themselves, not the folder, so that they sit at the top level of the zip.",
             detail=f"required files found under {folder!r}: {nested[:10]!r}",
         )
     raise SubmissionInvalid(
-        f"The zip has {_show(nested[0])} inside a folder; every file must sit at the top level "
+        f"The zip has {show_name(nested[0])} inside a folder; every file must sit at the top level "
         "of the zip, so move it there or leave it out.",
         detail=f"entries in subfolders: {nested[:10]!r}",
     )
@@ -282,7 +216,7 @@ def _check_name(name: str) -> None:
     """A kept file's name: not an archive, plain ASCII, no leading dot, not too long."""
     if name.lower().endswith(ARCHIVE_SUFFIXES):
         raise SubmissionInvalid(
-            f"The zip holds another archive, {_show(name)}; zip the files themselves instead "
+            f"The zip holds another archive, {show_name(name)}; zip the files themselves instead "
             "of an archive of them.",
             detail=f"nested archive by name: {name!r}",
         )
@@ -295,7 +229,7 @@ def _check_name(name: str) -> None:
     else:
         return
     raise SubmissionInvalid(
-        f"The file {_show(name)} {reason}; rename it using only letters, digits, '.', '_' and "
+        f"The file {show_name(name)} {reason}; rename it using only letters, digits, '.', '_' and "
         "'-' and upload again.",
         detail=f"bad name {name!r}",
     )
@@ -308,41 +242,24 @@ def _check_unique(kept: list[zipfile.ZipInfo]) -> None:
         name = info.filename
         if name in exact:
             raise SubmissionInvalid(
-                f"The zip holds {_show(name)} twice; {REMAKE}, with each file once.",
+                f"The zip holds {show_name(name)} twice; {REMAKE}, with each file once.",
                 detail=f"duplicate entry {name!r}",
             )
         exact.add(name)
         other = folded.setdefault(name.lower(), name)
         if other != name:
             raise SubmissionInvalid(
-                f"The zip holds both {_show(other)} and {_show(name)}, names that differ only "
+                f"The zip holds both {show_name(other)} and {show_name(name)}, names that differ only "
                 "in upper and lower case; keep one of them and upload again.",
                 detail=f"case-insensitive collision {other!r} / {name!r}",
             )
 
 
-def _check_declared_sizes(kept: list[zipfile.ZipInfo], limits: Limits) -> None:
-    total = 0
-    for info in kept:
-        name, size, packed = info.filename, info.file_size, info.compress_size
-        if size > limits.entry_bytes:
-            shown, limit = _sizes(size, limits.entry_bytes)
-            raise SubmissionInvalid(
-                f"The file {_show(name)} is {shown} uncompressed, over the limit of {limit} per "
-                "file; make it smaller and upload again.",
-                detail=f"{name!r} declares {size} bytes > entry_bytes {limits.entry_bytes}",
-            )
-        if size >= RATIO_MIN_BYTES and size > limits.max_ratio * packed:
-            ratio = f"{size // packed}:1" if packed else "without limit"
-            raise SubmissionInvalid(
-                f"The file {_show(name)} is compressed {ratio}, more than the "
-                f"{limits.max_ratio}:1 allowed, as in a zip bomb; zip the real files and upload "
-                "again.",
-                detail=f"{name!r} declares {size} bytes from {packed} compressed",
-            )
-        total += size
+def _check_total(kept: list[zipfile.ZipInfo], limits: Limits) -> None:
+    """The declared sizes of the kept files together; each alone was checked by zipcheck."""
+    total = sum(info.file_size for info in kept)
     if total > limits.total_bytes:
-        shown, limit = _sizes(total, limits.total_bytes)
+        shown, limit = sizes_text(total, limits.total_bytes)
         raise SubmissionInvalid(
             f"The files in the zip add up to {shown} uncompressed, over the limit of {limit}; "
             "leave out what grading does not need and upload again.",
@@ -429,7 +346,7 @@ def _copy_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> Non
                 count += len(chunk)
                 if count > declared:
                     raise SubmissionInvalid(
-                        f"The zip is damaged or crafted: {_show(info.filename)} holds more "
+                        f"The zip is damaged or crafted: {show_name(info.filename)} holds more "
                         f"data than the zip declares for it; {REMAKE}.",
                         detail=f"{info.filename!r} declares {declared} bytes, holds more",
                     )
@@ -447,7 +364,7 @@ def _check_magic(name: str, head: bytes) -> None:
         kind = "tar"
     if kind:
         raise SubmissionInvalid(
-            f"The file {_show(name)} is itself an archive ({kind}); zip the files themselves "
+            f"The file {show_name(name)} is itself an archive ({kind}); zip the files themselves "
             "instead of an archive of them.",
             detail=f"nested archive by content: {name!r} starts like {kind}",
         )
@@ -456,41 +373,14 @@ def _check_magic(name: str, head: bytes) -> None:
 # --------------------------------------------------------------------------- messages
 
 
+def _refuse(problem: EntryProblem) -> NoReturn:
+    raise SubmissionInvalid(f"The zip {problem.subject} {problem.problem}; {problem.fix}.",
+                            detail=problem.detail)
+
+
 def _refuse_damaged(info: zipfile.ZipInfo, detail: str) -> NoReturn:
-    raise SubmissionInvalid(
-        f"The zip is damaged: {_show(info.filename)} does not read back correctly; {REMAKE}.",
-        detail=f"{info.filename!r}: {detail}",
-    )
-
-
-def _refuse_overlap(first: zipfile.ZipInfo, second: zipfile.ZipInfo, detail: str) -> NoReturn:
-    raise SubmissionInvalid(
-        f"The zip is damaged or crafted: entries {_show(first.filename)} and "
-        f"{_show(second.filename)} share the same bytes; {REMAKE}.",
-        detail=f"overlapping entries {first.filename!r}, {second.filename!r}: {detail}",
-    )
-
-
-def _show(name: str) -> str:
-    """An entry name fit for a message: cut to SHOW_CHARS, quoted and escaped."""
-    if len(name) > SHOW_CHARS:
-        name = name[: SHOW_CHARS - 1] + "…"
-    return repr(name)
+    _refuse(damaged(info, detail))
 
 
 def _join(items: tuple[str, ...] | list[str], word: str = "and") -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {word} {items[-1]}"
-
-
-def _sizes(n: int, limit: int) -> tuple[str, str]:
-    """Both sizes for a message, in exact bytes when rounding would make them look equal."""
-    shown, limit_shown = _size(n), _size(limit)
-    return (shown, limit_shown) if shown != limit_shown else (f"{n:,} bytes", f"{limit:,} bytes")
-
-
-def _size(n: int) -> str:
-    if n < 2**10:
-        return f"{n} bytes"
-    if n < 2**20:
-        return f"{n / 2**10:.1f} KiB"
-    return f"{n / 2**20:.1f} MiB"

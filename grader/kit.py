@@ -168,7 +168,7 @@ def _bonus_lines(assignment: Assignment) -> list[str]:
     points = assignment.bonus_points
     if not points:
         return ["No bonus points in this run of the course."]
-    ranked = assignment.part(assignment.rank_by.partition(".")[0])
+    ranked = assignment.part(assignment.ranked_part)
     places = ", ".join(f"{place}. +{bonus}" for place, bonus in enumerate(points, start=1))
     lines = [
         f"Places 1 to {len(points)} on the leaderboard (ranked by the {ranked.title} score) at the "
@@ -217,7 +217,7 @@ def readme_section(assignment: Assignment) -> str:
         f"missing file, a broken zip, over a size limit) does not count. {OVERFITTING_RULE}",
         "",
     ]
-    if assignment.public_fraction < 1.0:
+    if assignment.has_private_part:
         lines += [
             f"While the challenge runs, the leaderboard shows scores on "
             f"{_percent(assignment.public_fraction)} of each hidden split; the final ranking uses "

@@ -9,6 +9,7 @@ import platform
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -20,7 +21,7 @@ import numpy as np
 import grader
 from grader.config import Assignment, PartSpec, Settings
 from grader.datasets.manifest import Manifest, load_manifest
-from grader.errors import GraderFault, SubmissionInvalid
+from grader.errors import Cancelled, GraderFault, SubmissionInvalid
 from grader.intake import Submission, intake, sha256_file
 from grader.judge import PartRun, combine, judge_classifier, judge_numpy, public_mask, read_predictions
 from grader.layer_tests import Case, build_cases, write_probes
@@ -43,12 +44,15 @@ def grade(
     *,
     manifest: Manifest | None = None,
     predictions: dict[str, np.ndarray] | None = None,
+    cancel: threading.Event | None = None,
 ) -> GradeResult:
     """Grade one submission; a student's failure comes back as a result, not raised.
 
     ``GraderFault`` (missing data, broken sandbox) is raised for the caller to record.
     ``predictions``, when given, is filled with the class indices the judge scored, by
-    ``"<part>/<split>"`` (for the staff's similarity check).
+    ``"<part>/<split>"`` (for the staff's similarity check). Once ``cancel`` is set, the
+    sandbox's poll callback raises ``Cancelled``: the sandbox kills the job and the work
+    folder is removed on the way out (``grader batch`` stops this way on Ctrl-C).
     """
     started = time.monotonic()
     sweep_once(settings.sandbox.work_dir)  # what a killed grader left in the work folder
@@ -65,6 +69,7 @@ def grade(
             manifest = load_manifest(settings.data_dir / assignment.name)
         job = _Job(assignment, settings, manifest, submission, work)
         job.predictions = predictions
+        job.cancel = cancel
         parts = job.run()
         result = combine(
             assignment, parts, submission_sha256=submission.sha256,
@@ -150,6 +155,7 @@ class _Job:
         self.plan = self._write_plan()
         self.outcomes: list[RunOutcome] = []
         self.predictions: dict[str, np.ndarray] | None = None  # filled by _judge when given
+        self.cancel: threading.Event | None = None  # set: the next poll raises Cancelled
 
     # ---- plan
 
@@ -222,9 +228,11 @@ class _Job:
         specs = {s.name: s for s in self.assignment.parts}
         progress = _Progress(out / "progress.jsonl")  # re-pointed at the live /out while running
         wall_s = limits.startup_s + sum(specs[n].time_limit_s for n in names)
-        current = {"part": "", "since": time.monotonic()}
+        current: dict[str, Any] = {"part": "", "since": time.monotonic()}
 
         def poll(live_out: Path) -> str | None:
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled("grading was cancelled")
             progress.path = live_out / "progress.jsonl"
             progress.read()
             started = [e for e in progress.events if e.get("event") == "start"]

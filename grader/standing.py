@@ -19,19 +19,19 @@ Metrics = dict[str, float]
 def ranked_metrics(result: GradeResult, assignment: Assignment) -> tuple[Metrics, Metrics] | None:
     """(final, public) metrics of the ranked part; None when the result has no ranked value.
 
-    With a public part (``public_fraction`` < 1) the final ranking (and the bonus) uses only
+    With a private part (``Assignment.has_private_part``) the final ranking (and the bonus) uses only
     the rest of each split, which no one has seen a score of while the board ran; points
     always use the whole split.
     """
-    part_name, _, metric = assignment.rank_by.partition(".")
-    part = result.part(part_name)
+    metric = assignment.ranked_metric
+    part = result.part(assignment.ranked_part)
     if result.status is not Status.GRADED or part is None or metric not in part.metrics:
         return None
-    if assignment.public_fraction < 1.0 and metric in part.private_metrics:
+    if assignment.has_private_part and metric in part.private_metrics:
         final = dict(part.private_metrics)
     else:
         final = dict(part.metrics)
-    if assignment.public_fraction >= 1.0:
+    if not assignment.has_private_part:
         return final, final
     return final, dict(part.public_metrics) if part.public_metrics else dict(part.metrics)
 
@@ -48,7 +48,7 @@ def final_standings(
 ) -> dict[Hashable, Standing]:
     """Rank ``(key, result)`` pairs (in their given order for ties) by the final ranked value,
     best first, and award the bonus; keys without a ranked value are left out."""
-    metric = assignment.rank_by.partition(".")[2]
+    metric = assignment.ranked_metric
     ranked: list[tuple[Hashable, float, bool]] = []
     for key, result in entries:
         metrics = ranked_metrics(result, assignment) if result is not None else None

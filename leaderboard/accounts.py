@@ -163,7 +163,7 @@ def import_roster(session: Session, *, entries: Iterable[RosterEntry], roster_ke
 
 def export_secrets(session: Session, *, roster_key: str) -> list[Mapping[str, str]]:
     """Every student's sign-in secret, for the instructor to hand out."""
-    rows = []
+    rows: list[Mapping[str, str]] = []
     for s in session.exec(select(Student).order_by(Student.roster_id)).all():
         rows.append(
             {

@@ -99,7 +99,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
 
     if settings.proxy_hops:  # behind N reverse proxies: the client address is theirs to tell
         hops = settings.proxy_hops
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]  # Flask documents replacing wsgi_app to add middleware
     bodies.init_app(app)
     security.init_app(app)
     app.register_blueprint(board.bp)

@@ -41,7 +41,7 @@ class Request(FlaskRequest):
     ) -> IO[bytes]:
         folder = current_app.config["INCOMING_DIR"]
         folder.mkdir(parents=True, exist_ok=True)
-        return tempfile.TemporaryFile(dir=folder)  # type: ignore[return-value]
+        return tempfile.TemporaryFile(dir=folder)
 
 
 def _is_upload() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
+from typing import Any, TextIO
 
 import click
 from flask import Flask, current_app
@@ -18,7 +19,7 @@ from leaderboard.ranking import freeze_board
 from leaderboard.submissions import ensure_assignment
 
 
-def _svc():  # type: ignore[no-untyped-def]
+def _svc() -> Any:
     return current_app.extensions["leaderboard"]
 
 
@@ -86,7 +87,7 @@ def export_secrets(out_path: Path | None) -> None:
     if out_path is not None:
         out_path.touch(mode=0o600)
         out_path.chmod(0o600)
-        handle = out_path.open("w", newline="", encoding="utf-8")
+        handle: TextIO = out_path.open("w", newline="", encoding="utf-8")
     else:
         handle = sys.stdout
     writer = csv.DictWriter(handle, fieldnames=["id", "name", "email", "secret"])
@@ -117,8 +118,8 @@ def freeze_board_command() -> None:
     """Freeze the leaderboard now: store the final (private) ranking and the bonus points."""
     svc = _svc()
     with session_scope(svc.engine) as session:
-        row = ensure_assignment(session, spec=svc.spec)
-        row = session.get(AssignmentRow, row.id)
+        ensured = ensure_assignment(session, spec=svc.spec)
+        row = session.get(AssignmentRow, ensured.id)
         assert row is not None
         done = freeze_board(session, spec=svc.spec, assignment=row, by="flask freeze-board")
     click.echo("board frozen" if done else "the board was already frozen")

@@ -77,6 +77,7 @@ def prepare_demo(
         create_instructor(session, username=INSTRUCTOR, password=password)
         row = ensure_assignment(session, spec=spec)
         assignment = session.get(AssignmentRow, row.id)
+        assert assignment is not None
         already = {
             s.filename for s in session.exec(select(Submission)).all()
         }  # a second demo run does not add the samples twice

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from grader.config import Settings, load_assignment
 from grader.result import GradeResult
@@ -98,7 +98,7 @@ def record_offline(
                 .where(Submission.student_id == student.id, Submission.assignment_id == assignment.id,
                        Submission.archive_sha256 == result.submission_sha256,
                        Submission.status != SubmissionStatus.INVALID)  # its zip is gone: a new one
-                .order_by(Submission.id.desc())  # type: ignore[union-attr]
+                .order_by(col(Submission.id).desc())
             ).first() if result.submission_sha256 else None
             if existing is not None:
                 if _same_as_recorded(session, existing, result):

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from grader.config import Assignment, PartSpec
 from leaderboard.models import (
@@ -110,8 +110,7 @@ class Board:
 
 def board_columns(spec: Assignment) -> tuple[PartSpec, tuple[str, ...]]:
     """(ranked part, metric columns) of the board, e.g. finetune with ORIG, AUG, NEW, weighted."""
-    part_name, _, metric = spec.rank_by.partition(".")
-    part = spec.part(part_name)
+    part, metric = spec.part(spec.ranked_part), spec.ranked_metric
     columns = (*(k for k in part.weights if k != metric), metric)
     return part, columns
 
@@ -131,18 +130,18 @@ def all_passed_students(session: Session, *, assignment_id: int, cutoff: datetim
     """Students with an upload (made up to ``cutoff``) whose current result passed every part."""
     query = select(BoardEntry.student_id).where(
         BoardEntry.assignment_id == assignment_id,
-        BoardEntry.all_passed_at.is_not(None),  # type: ignore[union-attr]
+        col(BoardEntry.all_passed_at).is_not(None),
     )
     if cutoff is not None:
-        query = query.where(BoardEntry.all_passed_at <= cutoff)  # type: ignore[operator]
+        query = query.where(col(BoardEntry.all_passed_at) <= cutoff)
     return {int(s) for s in session.exec(query).all()}
 
 
 def _uploads(session: Session, assignment_id: int) -> dict[int, int]:
     rows = session.exec(
-        select(Submission.student_id, func.count(Submission.id))
+        select(Submission.student_id, func.count(col(Submission.id)))
         .where(Submission.assignment_id == assignment_id, Submission.counts_attempt == True)  # noqa: E712
-        .group_by(Submission.student_id)
+        .group_by(col(Submission.student_id))
     ).all()
     return {int(a): int(b) for a, b in rows}
 
@@ -151,29 +150,29 @@ def _ranked(
     session: Session, *, spec: Assignment, assignment_id: int, scope: str, cutoff: datetime
 ) -> list[BoardRow]:
     """Best submission per student (ties: the earlier one), best first."""
-    col = Submission.rank_value_public if scope == "public" else Submission.rank_value
+    ranked = col(Submission.rank_value_public if scope == "public" else Submission.rank_value)
     part, columns = board_columns(spec)
     uploads = _uploads(session, assignment_id)
     passed = all_passed_students(session, assignment_id=assignment_id, cutoff=cutoff)
-    order = (col.desc(), Submission.created_at.asc(), Submission.id.asc())  # type: ignore[union-attr,attr-defined]
+    order = (ranked.desc(), col(Submission.created_at).asc(), col(Submission.id).asc())
     best = (
-        select(
+        select(  # type: ignore[call-overload]  # sqlmodel's select() stubs stop at four columns; any number works
             Submission.id,
             Submission.student_id,
-            col.label("value"),  # type: ignore[union-attr]
+            ranked.label("value"),
             Submission.created_at,
-            func.row_number().over(partition_by=Submission.student_id, order_by=order).label("rn"),
+            func.row_number().over(partition_by=col(Submission.student_id), order_by=order).label("rn"),
         )
         .where(
             Submission.assignment_id == assignment_id,
-            col.is_not(None),  # type: ignore[union-attr]
+            ranked.is_not(None),
             Submission.created_at <= cutoff,
         )
         .subquery()
     )
     # The window reads the index only; the (large) board_json is fetched for the winners.
     query = (
-        select(
+        select(  # type: ignore[call-overload]  # sqlmodel's select() stubs stop at four columns; any number works
             best.c.id,
             best.c.student_id,
             best.c.value,
@@ -181,8 +180,8 @@ def _ranked(
             Submission.board_json,
             Student.display_name,
         )
-        .join(Submission, Submission.id == best.c.id)  # type: ignore[arg-type]
-        .join(Student, Student.id == best.c.student_id)  # type: ignore[arg-type]
+        .join(Submission, Submission.id == best.c.id)
+        .join(Student, Student.id == best.c.student_id)
         .where(best.c.rn == 1)
         .order_by(best.c.value.desc(), best.c.created_at.asc(), best.c.id.asc())
     )
@@ -196,7 +195,7 @@ def _live(session: Session, *, spec: Assignment, assignment_id: int) -> list[Boa
     uploads = _uploads(session, assignment_id)
     passed = all_passed_students(session, assignment_id=assignment_id, cutoff=None)
     query = (
-        select(
+        select(  # type: ignore[call-overload]  # sqlmodel's select() stubs stop at four columns; any number works
             BoardEntry.public_submission_id,
             BoardEntry.student_id,
             BoardEntry.public_value,
@@ -204,16 +203,16 @@ def _live(session: Session, *, spec: Assignment, assignment_id: int) -> list[Boa
             Submission.board_json,
             Student.display_name,
         )
-        .join(Submission, Submission.id == BoardEntry.public_submission_id)  # type: ignore[arg-type]
-        .join(Student, Student.id == BoardEntry.student_id)  # type: ignore[arg-type]
+        .join(Submission, Submission.id == BoardEntry.public_submission_id)
+        .join(Student, Student.id == BoardEntry.student_id)
         .where(
             BoardEntry.assignment_id == assignment_id,
-            BoardEntry.public_value.is_not(None),  # type: ignore[union-attr]
+            col(BoardEntry.public_value).is_not(None),
         )
         .order_by(
-            BoardEntry.public_value.desc(),  # type: ignore[union-attr]
-            BoardEntry.public_created_at.asc(),  # type: ignore[union-attr]
-            BoardEntry.public_submission_id.asc(),  # type: ignore[union-attr]
+            col(BoardEntry.public_value).desc(),
+            col(BoardEntry.public_created_at).asc(),
+            col(BoardEntry.public_submission_id).asc(),
         )
     )
     return _rows(session.execute(query), spec=spec, scope="public", part=part, columns=columns,
@@ -254,9 +253,9 @@ def compute_board(session: Session, *, spec: Assignment, assignment: AssignmentR
     if assignment.frozen_at is not None:
         frozen = session.exec(
             select(FrozenRow, Student.display_name)
-            .join(Student, Student.id == FrozenRow.student_id)  # type: ignore[arg-type]
+            .join(Student, col(Student.id) == col(FrozenRow.student_id))
             .where(FrozenRow.assignment_id == assignment.id)
-            .order_by(FrozenRow.rank)  # type: ignore[arg-type]
+            .order_by(col(FrozenRow.rank))
         ).all()
         rows: list[BoardRow] = [
             BoardRow(
@@ -277,7 +276,7 @@ def compute_board(session: Session, *, spec: Assignment, assignment: AssignmentR
         ]
         scope = "final"
     else:
-        scope = "public" if spec.public_fraction < 1.0 else "final"
+        scope = "public" if spec.has_private_part else "final"
         rows = _live(session, spec=spec, assignment_id=assignment.id or 0)
     return Board(
         assignment=spec.name,
@@ -299,10 +298,10 @@ def compute_board(session: Session, *, spec: Assignment, assignment: AssignmentR
 def pending_before(session: Session, *, assignment_id: int, cutoff: datetime) -> int:
     """Submissions made before ``cutoff`` that are not graded yet (a freeze waits for them)."""
     return session.exec(
-        select(func.count(Submission.id)).where(
+        select(func.count(col(Submission.id))).where(
             Submission.assignment_id == assignment_id,
             Submission.created_at <= cutoff,
-            Submission.status.in_([SubmissionStatus.QUEUED, SubmissionStatus.RUNNING]),  # type: ignore[attr-defined]
+            col(Submission.status).in_([SubmissionStatus.QUEUED, SubmissionStatus.RUNNING]),
         )
     ).one()
 
@@ -322,9 +321,9 @@ def freeze_board(
     """
     now = utcnow()
     cutoff = cutoff or now
-    won = session.execute(
+    won = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
         update(AssignmentRow)
-        .where(AssignmentRow.id == assignment.id, AssignmentRow.frozen_at.is_(None))  # type: ignore[arg-type,union-attr]
+        .where(col(AssignmentRow.id) == assignment.id, col(AssignmentRow.frozen_at).is_(None))
         .values(frozen_at=now, frozen_by=by[:120])
         .execution_options(synchronize_session=False)
     ).rowcount

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from grader.config import Assignment
 from grader.result import Flag
@@ -70,7 +70,7 @@ def student_activity(session: Session, *, assignment_id: int, settings: WebSetti
     """
     out = {s.id: StudentActivity(s) for s in session.exec(select(Student)).all()}
     rows = session.exec(
-        select(
+        select(  # type: ignore[call-overload]  # sqlmodel's select() stubs stop at four columns; any number works
             Submission.student_id,
             Submission.counts_attempt,
             Submission.rank_value_public,
@@ -79,7 +79,7 @@ def student_activity(session: Session, *, assignment_id: int, settings: WebSetti
             Submission.id,
         )
         .where(Submission.assignment_id == assignment_id)
-        .order_by(Submission.student_id, Submission.created_at, Submission.id)  # type: ignore[arg-type]
+        .order_by(Submission.student_id, Submission.created_at, Submission.id)
     ).all()
     previous: dict[int, tuple[float, int]] = {}
     for student_id, counts, public, final, created, sub_id in rows:
@@ -113,7 +113,7 @@ def result_flags(session: Session, *, result_ids: Iterable[int]) -> dict[int, tu
         return {}
     out: dict[int, tuple[Flag, ...]] = {}
     rows = session.exec(
-        select(Result.id, Result.result_json).where(Result.id.in_(ids))  # type: ignore[union-attr]
+        select(col(Result.id), col(Result.result_json)).where(col(Result.id).in_(ids))
     ).all()
     for result_id, text in rows:
         flags = json.loads(text).get("flags") or []
@@ -135,7 +135,7 @@ def health(session: Session, *, settings: WebSettings, queue_length: int | None)
     now = utcnow()
     counts = dict.fromkeys((str(s) for s in SubmissionStatus), 0)
     for status, n in session.exec(
-        select(Submission.status, func.count(Submission.id)).group_by(Submission.status)
+        select(Submission.status, func.count(col(Submission.id))).group_by(Submission.status)
     ).all():
         counts[status] = int(n)
     oldest = session.exec(
@@ -159,7 +159,7 @@ def health(session: Session, *, settings: WebSettings, queue_length: int | None)
             w.current_submission_id,
             now - w.seen_at < alive_within,
         )
-        for w in session.exec(select(WorkerBeat).order_by(WorkerBeat.seen_at.desc())).all()  # type: ignore[attr-defined]
+        for w in session.exec(select(WorkerBeat).order_by(col(WorkerBeat.seen_at).desc())).all()
     ]
     return Health(
         counts=counts,
@@ -191,19 +191,19 @@ def regrades(session: Session, *, assignment_id: int, limit: int = 500) -> list[
     """Submissions graded more than once: the previous and the current result side by side."""
     subs = session.exec(
         select(Submission, Student.roster_id)
-        .join(Student, Student.id == Submission.student_id)  # type: ignore[arg-type]
+        .join(Student, col(Student.id) == col(Submission.student_id))
         .where(
             Submission.assignment_id == assignment_id,
-            Submission.previous_result_id.is_not(None),  # type: ignore[union-attr]
+            col(Submission.previous_result_id).is_not(None),
         )
-        .order_by(Submission.id)  # type: ignore[arg-type]
+        .order_by(col(Submission.id))
         .limit(limit)
     ).all()
     ids = {i for s, _ in subs for i in (s.result_id, s.previous_result_id) if i}
     results = (
         {
             r.id: r
-            for r in session.exec(select(Result).where(Result.id.in_(ids))).all()  # type: ignore[union-attr]
+            for r in session.exec(select(Result).where(col(Result.id).in_(ids))).all()
         }
         if ids
         else {}
@@ -219,8 +219,8 @@ def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str
     best: dict[int, Submission] = {}
     for sub in session.exec(
         select(Submission)
-        .where(Submission.assignment_id == assignment_id, Submission.result_id.is_not(None))  # type: ignore[union-attr]
-        .order_by(Submission.created_at, Submission.id)  # type: ignore[arg-type]
+        .where(col(Submission.assignment_id) == assignment_id, col(Submission.result_id).is_not(None))
+        .order_by(col(Submission.created_at), col(Submission.id))
     ).all():
         current = best.get(sub.student_id)
         if current is None or (sub.score or 0.0) > (current.score or 0.0):
@@ -229,7 +229,7 @@ def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str
     parts: dict[int, dict[str, PartResultRow]] = defaultdict(dict)
     if result_ids:
         for row in session.exec(
-            select(PartResultRow).where(PartResultRow.result_id.in_(result_ids))  # type: ignore[attr-defined]
+            select(PartResultRow).where(col(PartResultRow.result_id).in_(result_ids))
         ).all():
             parts[row.result_id][row.name] = row
     frozen = {
@@ -245,23 +245,23 @@ def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str
         + ["total", "max_total", "passed", spec.rank_by, "bonus", "final_rank"]
     )
     for student in session.exec(select(Student).order_by(Student.roster_id)).all():
-        sub = best.get(student.id or 0)
-        row_parts = parts.get(sub.result_id or 0, {}) if sub else {}
+        chosen = best.get(student.id or 0)
+        row_parts = parts.get(chosen.result_id or 0, {}) if chosen else {}
         fr = frozen.get(student.id or 0)
-        final_metrics = json.loads(sub.board_json).get("final", {}) if sub and sub.board_json else {}
-        metric = spec.rank_by.partition(".")[2]
+        final_metrics = json.loads(chosen.board_json).get("final", {}) if chosen and chosen.board_json else {}
+        metric = spec.ranked_metric
         writer.writerow(
             [safe_cell(v) for v in (student.roster_id, student.name, student.email, student.display_name)]
-            + ([sub.id, sub.created_at.isoformat()] if sub else ["", ""])
+            + ([str(chosen.id), chosen.created_at.isoformat()] if chosen else ["", ""])
             + [f"{row_parts[n].score:g}" if n in row_parts else "" for n in part_names]
             + [("yes" if row_parts[n].passed else "no") if n in row_parts else "" for n in part_names]
             + [
-                f"{sub.score:g}" if sub and sub.score is not None else "",
+                f"{chosen.score:g}" if chosen and chosen.score is not None else "",
                 f"{spec.max_score:g}",
                 "yes" if row_parts and all(p.passed for p in row_parts.values()) else "no",
                 f"{final_metrics[metric]:.6f}" if metric in final_metrics else "",
-                fr.bonus if fr else 0,
-                fr.rank if fr else "",
+                str(fr.bonus) if fr else "0",
+                str(fr.rank) if fr else "",
             ]
         )
     return out.getvalue()

@@ -23,9 +23,10 @@ from sqlalchemy import func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from grader.config import Assignment
+from grader.faults import fault_result
 from grader.result import GradeResult, Status
 from grader.standing import ranked_metrics
 from leaderboard.db import session_scope
@@ -88,7 +89,7 @@ def bump_board(session: Session, *, assignment_id: int) -> None:
     """Tell every process that the leaderboard changed (their caches key on this number)."""
     session.execute(
         update(AssignmentRow)
-        .where(AssignmentRow.id == assignment_id)  # type: ignore[arg-type]
+        .where(col(AssignmentRow.id) == assignment_id)
         .values(board_version=AssignmentRow.board_version + 1)
     )
 
@@ -102,15 +103,16 @@ def refresh_board_entry(session: Session, *, assignment_id: int, student_id: int
     """
     session.exec(select(Student.id).where(Student.id == student_id).with_for_update()).first()
     values: dict[str, object] = {}
-    for scope, col in (("public", Submission.rank_value_public), ("final", Submission.rank_value)):
+    for scope, column in (("public", Submission.rank_value_public), ("final", Submission.rank_value)):
+        ranked = col(column)
         best = session.exec(
-            select(Submission.id, col, Submission.created_at)
+            select(Submission.id, ranked, Submission.created_at)
             .where(
                 Submission.assignment_id == assignment_id,
                 Submission.student_id == student_id,
-                col.is_not(None),  # type: ignore[union-attr]
+                ranked.is_not(None),
             )
-            .order_by(col.desc(), Submission.created_at, Submission.id)  # type: ignore[union-attr,arg-type]
+            .order_by(ranked.desc(), col(Submission.created_at), col(Submission.id))
             .limit(1)
         ).first()
         values[f"{scope}_submission_id"] = best[0] if best else None
@@ -118,13 +120,13 @@ def refresh_board_entry(session: Session, *, assignment_id: int, student_id: int
         values[f"{scope}_created_at"] = best[2] if best else None
     values["all_passed_at"] = session.exec(
         select(Submission.created_at)
-        .join(Result, Result.id == Submission.result_id)  # type: ignore[arg-type]
+        .join(Result, col(Result.id) == col(Submission.result_id))
         .where(
             Submission.assignment_id == assignment_id,
             Submission.student_id == student_id,
             Result.passed == True,  # noqa: E712
         )
-        .order_by(Submission.created_at)  # type: ignore[arg-type]
+        .order_by(col(Submission.created_at))
         .limit(1)
     ).first()
     dialect = session.get_bind().dialect.name
@@ -179,7 +181,7 @@ def keeps_archive(result: GradeResult) -> bool:
 def attempts_used(session: Session, *, student_id: int, assignment_id: int) -> int:
     """Uploads that use up an attempt: all except invalid ones and grader faults."""
     return session.exec(
-        select(func.count(Submission.id)).where(
+        select(func.count(col(Submission.id))).where(
             Submission.student_id == student_id,
             Submission.assignment_id == assignment_id,
             Submission.counts_attempt == True,  # noqa: E712
@@ -192,7 +194,7 @@ def student_submissions(session: Session, *, student_id: int | None) -> list[Sub
     return list(session.exec(
         select(Submission)
         .where(Submission.student_id == student_id)
-        .order_by(Submission.created_at.desc(), Submission.id.desc())  # type: ignore[attr-defined,union-attr]
+        .order_by(col(Submission.created_at).desc(), col(Submission.id).desc())
     ).all())
 
 
@@ -219,7 +221,7 @@ def accept_upload(
     """
     now = now or utcnow()
     session.execute(
-        update(Student).where(Student.id == student_id).values(last_upload_at=now)  # type: ignore[arg-type]
+        update(Student).where(col(Student.id) == student_id).values(last_upload_at=now)
     )
     if settings.enforce_deadlines:
         opens, final = spec.deadlines.get("opens"), spec.deadlines.get("final")
@@ -232,7 +234,7 @@ def accept_upload(
             )
     window_start = now - timedelta(seconds=settings.upload_rate_window_s)
     recent = session.exec(
-        select(func.count(Submission.id), func.min(Submission.created_at)).where(
+        select(func.count(col(Submission.id)), func.min(Submission.created_at)).where(
             Submission.student_id == student_id, Submission.created_at > window_start
         )
     ).one()
@@ -286,12 +288,12 @@ def claim(engine: Engine, *, submission_id: int, worker: str, max_attempts: int)
     token = secrets.token_hex(16)
     now = utcnow()
     with session_scope(engine) as session:
-        taken = session.execute(
+        taken = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
             update(Submission)
             .where(
-                Submission.id == submission_id,  # type: ignore[arg-type]
-                Submission.status == SubmissionStatus.QUEUED,  # type: ignore[arg-type]
-                Submission.grading_attempts < max_attempts,  # type: ignore[arg-type]
+                col(Submission.id) == submission_id,
+                col(Submission.status) == SubmissionStatus.QUEUED,
+                col(Submission.grading_attempts) < max_attempts,
             )
             .values(
                 status=SubmissionStatus.RUNNING,
@@ -331,7 +333,7 @@ def heartbeat(engine: Engine, *, claims: Iterable[Claim]) -> None:
         for c in claims:
             session.execute(
                 update(Submission)
-                .where(Submission.id == c.submission_id, Submission.claim_token == c.token)  # type: ignore[arg-type]
+                .where(col(Submission.id) == c.submission_id, col(Submission.claim_token) == c.token)
                 .values(heartbeat_at=now)
             )
 
@@ -343,7 +345,7 @@ def rank_values(result: GradeResult, spec: Assignment) -> tuple[float | None, fl
     if metrics is None:
         return None, None, ""
     final, public = metrics
-    metric = spec.rank_by.partition(".")[2]
+    metric = spec.ranked_metric
     value = final[metric]
     return value, public.get(metric, value), json.dumps({"final": final, "public": public})
 
@@ -364,7 +366,7 @@ def record_result(
     now = utcnow()
     value, value_public, board_json = rank_values(result, spec)
     with session_scope(engine) as session:
-        won = session.execute(
+        won = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
             update(Submission)
             .where(*still_held(claim))
             .values(
@@ -433,7 +435,7 @@ def release_for_retry(engine: Engine, *, claim: Claim) -> int | None:
             update(Submission)
             .where(*still_held(claim))
             .values(status=SubmissionStatus.QUEUED, claim_token=None, heartbeat_at=None, enqueued_at=utcnow())
-            .returning(Submission.priority)
+            .returning(col(Submission.priority))
             .execution_options(synchronize_session=False)
         ).first()
     return None if released is None else int(released[0])
@@ -441,21 +443,12 @@ def release_for_retry(engine: Engine, *, claim: Claim) -> int | None:
 
 def give_up(engine: Engine, *, submission_id: int, spec: Assignment, message: str, detail: str) -> None:
     """Record a grader fault for a submission that could not be graded (attempt refunded)."""
-    result = GradeResult(
-        status=Status.GRADER_FAULT,
-        score=0.0,
-        max_score=spec.max_score,
-        passed=False,
-        message=message,
-        assignment=spec.name,
-        spec_version=spec.version,
-        detail=detail,
-    )
+    result = fault_result(spec, message, detail=detail)
     token = secrets.token_hex(16)
     with session_scope(engine) as session:
         session.execute(
             update(Submission)
-            .where(Submission.id == submission_id)  # type: ignore[arg-type]
+            .where(col(Submission.id) == submission_id)
             .values(status=SubmissionStatus.RUNNING, claim_token=token)
         )
     record_result(
@@ -486,26 +479,26 @@ def sweep_stuck(
     silent = now - timedelta(seconds=settings.stale_after_s)
     overran = now - timedelta(seconds=spec.sandbox_wall_s + settings.grading_margin_s)
     stuck = (
-        Submission.status == SubmissionStatus.RUNNING,
-        or_(Submission.heartbeat_at < silent, Submission.started_at < overran),  # type: ignore[operator]
+        col(Submission.status) == SubmissionStatus.RUNNING,
+        or_(col(Submission.heartbeat_at) < silent, col(Submission.started_at) < overran),
     )
     with session_scope(engine) as session:
         requeued = [
             row[0]
             for row in session.execute(
                 update(Submission)
-                .where(*stuck, Submission.grading_attempts < settings.max_grading_attempts)  # type: ignore[arg-type]
+                .where(*stuck, col(Submission.grading_attempts) < settings.max_grading_attempts)
                 .values(
                     status=SubmissionStatus.QUEUED,
                     claim_token=None,
                     heartbeat_at=None,
                     enqueued_at=now,
                 )
-                .returning(Submission.id)
+                .returning(col(Submission.id))
                 .execution_options(synchronize_session=False)
             )
         ]
-        exhausted = list(session.exec(select(Submission.id).where(*stuck)).all())
+        exhausted = [i for i in session.exec(select(Submission.id).where(*stuck)).all() if i is not None]
     if requeued:
         log.warning("re-queued submissions stuck in running: %s", requeued)
     for sub_id in exhausted:
@@ -518,8 +511,7 @@ def sweep_stuck(
             engine,
             submission_id=sub_id,
             spec=spec,
-            message="The grader could not finish your submission; it did not use up an attempt "
-            "and the staff have been told.",
+            message="The grader could not finish your submission.",
             detail=f"started {settings.max_grading_attempts} times without a result "
             "(worker died or hung each time)",
         )
@@ -532,10 +524,10 @@ def queued_since(engine: Engine, *, before: datetime) -> list[tuple[int, int]]:
         rows = session.exec(
             select(Submission.id, Submission.priority).where(
                 Submission.status == SubmissionStatus.QUEUED,
-                Submission.enqueued_at < before,  # type: ignore[operator]
+                col(Submission.enqueued_at) < before,
             )
         ).all()
-    return [(int(a), int(b)) for a, b in rows]
+    return [(int(a), int(b)) for a, b in rows if a is not None]
 
 
 def mark_enqueued(engine: Engine, *, submission_ids: Iterable[int]) -> None:
@@ -545,7 +537,7 @@ def mark_enqueued(engine: Engine, *, submission_ids: Iterable[int]) -> None:
     with session_scope(engine) as session:
         session.execute(
             update(Submission)
-            .where(Submission.id.in_(ids))  # type: ignore[union-attr]
+            .where(col(Submission.id).in_(ids))
             .values(enqueued_at=utcnow())
         )
 
@@ -557,9 +549,9 @@ def request_regrade(session: Session, *, submission_ids: Iterable[int]) -> list[
     done = [s for s in SubmissionStatus if not s.pending and s is not SubmissionStatus.INVALID]
     taken: list[int] = []
     for sub_id in ids:
-        n = session.execute(
+        n = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
             update(Submission)
-            .where(Submission.id == sub_id, Submission.status.in_(done))  # type: ignore[arg-type,attr-defined]
+            .where(col(Submission.id) == sub_id, col(Submission.status).in_(done))
             .values(
                 status=SubmissionStatus.QUEUED,
                 enqueued_at=utcnow(),

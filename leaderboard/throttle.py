@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from leaderboard.models import SignInFailure
 
@@ -58,7 +58,7 @@ def wait_s(session: Session, *, limits: Iterable[Limit], window_s: float, now: d
         nth_newest = session.exec(
             select(SignInFailure.at)
             .where(SignInFailure.key == limit.key, SignInFailure.at > since)
-            .order_by(SignInFailure.at.desc())  # type: ignore[attr-defined]
+            .order_by(col(SignInFailure.at).desc())
             .offset(max(limit.max_failures, 1) - 1)
             .limit(1)
         ).first()
@@ -70,7 +70,7 @@ def wait_s(session: Session, *, limits: Iterable[Limit], window_s: float, now: d
 def record_failure(session: Session, *, limits: Iterable[Limit], window_s: float, now: datetime) -> int:
     """Count one failed sign-in against every key; the seconds to wait now (0: not locked)."""
     limits = list(limits)
-    session.execute(delete(SignInFailure).where(SignInFailure.at < now - timedelta(seconds=window_s)))
+    session.execute(delete(SignInFailure).where(col(SignInFailure.at) < now - timedelta(seconds=window_s)))
     for limit in limits:
         session.add(SignInFailure(key=limit.key, at=now))
     session.flush()
@@ -79,7 +79,7 @@ def record_failure(session: Session, *, limits: Iterable[Limit], window_s: float
 
 def forget(session: Session, *, key: str) -> None:
     """A successful sign-in on an account: its failures no longer count (the address's do)."""
-    session.execute(delete(SignInFailure).where(SignInFailure.key == key))  # type: ignore[arg-type]
+    session.execute(delete(SignInFailure).where(col(SignInFailure.key) == key))
 
 
 def retry_message(wait: int, now: datetime) -> str:

@@ -16,19 +16,19 @@ import os
 import socket
 import threading
 import time
-import traceback
 from datetime import timedelta
 from pathlib import Path
 
 import click
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from grader.config import Assignment, load_assignment
 from grader.datasets.manifest import MANIFEST_NAME, NOT_BUILT, Manifest, load_manifest
 from grader.datasets.sync import fingerprint
 from grader.errors import GraderFault, SpecError
+from grader.faults import grade_or_fault
 from grader.leftovers import sweep_once
 from grader.result import GradeResult, Status
 from grader.share import spec_for_jobs
@@ -155,20 +155,13 @@ class Grader:
     def _grade(self, taken: Claim) -> GradeResult:
         from grader.pipeline import grade  # heavy (numpy, the sandbox); only workers need it
 
-        try:
+        def run() -> GradeResult:
             manifest = self.hidden.current()
             max_bytes = self.settings.max_upload_bytes or self.spec.limits.upload_bytes
             with archive_for(taken, self.settings, max_bytes=max_bytes) as archive:
                 return grade(archive, self.graded_spec, self.settings.grader, manifest=manifest)
-        except GraderFault as exc:
-            log.error("submission %s: grader fault: %s\n%s", taken.submission_id, exc.message, exc.detail)
-            return self._fault(exc.message, exc.detail)
-        except Exception as exc:  # a bug of ours must not lose the submission
-            log.exception("submission %s: unexpected error while grading", taken.submission_id)
-            return self._fault(
-                "The grader failed on its side; this did not use up an attempt.",
-                f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
-            )
+
+        return grade_or_fault(run, self.spec, label=f"submission {taken.submission_id}")
 
     def _retry(self, taken: Claim) -> bool:
         """After a grader fault (hidden data damaged, a sandbox that failed to start, the web app
@@ -185,19 +178,6 @@ class Grader:
                     taken.submission_id, taken.attempt, runs, delay_s)
         return True
 
-    def _fault(self, message: str, detail: str) -> GradeResult:
-        return GradeResult(
-            status=Status.GRADER_FAULT,
-            score=0.0,
-            max_score=self.spec.max_score,
-            passed=False,
-            message=f"{message} This did not use up an attempt; the staff have been told."
-            if "attempt" not in message
-            else message,
-            assignment=self.spec.name,
-            spec_version=self.spec.version,
-            detail=detail,
-        )
 
     # ---- housekeeping
 
@@ -209,9 +189,9 @@ class Grader:
         heartbeat(self.engine, claims=active)
         now = utcnow()
         with session_scope(self.engine) as session:
-            n = session.execute(
+            n = session.execute(  # type: ignore[attr-defined]  # execute(update()) returns a CursorResult, which has rowcount
                 update(WorkerBeat)
-                .where(WorkerBeat.name == self.name)  # type: ignore[arg-type]
+                .where(col(WorkerBeat.name) == self.name)
                 .values(
                     seen_at=now,
                     graded=graded,

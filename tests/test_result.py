@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from grader.errors import GraderFault, SubmissionInvalid, TimeLimitExceeded
+from grader.errors import GraderFault, GradingError, SubmissionInvalid
 from grader.result import GradeResult, PartResult, Status, TestResult
 
 
@@ -50,7 +50,7 @@ def test_results_are_frozen():
     ("exc", "status", "counts"),
     [
         (SubmissionInvalid("bad zip"), Status.INVALID, False),
-        (TimeLimitExceeded("slow"), Status.TIMED_OUT, True),
+        (GradingError("crashed on import"), Status.CRASHED, True),
         (GraderFault("disk full"), Status.GRADER_FAULT, False),
     ],
 )

@@ -17,6 +17,7 @@ from grader.batch import BatchError
 from grader.config import Assignment, Settings, load_assignment
 from grader.datasets.manifest import Manifest
 from grader.errors import GraderFault, SpecError
+from grader.sandbox.registry import DEFAULT_BACKEND, backend_names
 
 if TYPE_CHECKING:
     from grader.batch.csvout import Row
@@ -79,8 +80,8 @@ _jobs = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show
                           "(at most the spec's limits.cpus).")
 _spec = click.option("--assignment", "assignment_path", type=click.Path(path_type=Path),
                      help="Assignment spec (folder or TOML); default: hidden_tests/cnn.")
-_sandbox = click.option("--sandbox", type=click.Choice(["bwrap", "docker", "local"]),
-                        help="Sandbox backend (default: bwrap, or $GRADER_SANDBOX).")
+_sandbox = click.option("--sandbox", type=click.Choice(backend_names()),
+                        help=f"Sandbox backend (default: {DEFAULT_BACKEND}, or $GRADER_SANDBOX).")
 
 
 @click.command()

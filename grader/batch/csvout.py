@@ -110,9 +110,9 @@ def row_values(row: Row, assignment: Assignment, standing: Standing | None = Non
             values[f"{part.name}_points"] = f"{part.score:g}"
             values[f"{part.name}_passed"] = "pass" if part.passed else "fail"
     for column, part_name, metric in metric_columns(assignment):
-        part = result.part(part_name)
-        if part is not None and metric in part.metrics:
-            values[column] = f"{part.metrics[metric]:.4f}"
+        ranked = result.part(part_name)
+        if ranked is not None and metric in ranked.metrics:
+            values[column] = f"{ranked.metrics[metric]:.4f}"
     values.update(total=f"{result.score:g}", max_score=f"{result.max_score:g}",
                   status=str(result.status), message=safe_cell(result.message),
                   flags=safe_cell("; ".join(f.reason for f in result.flags)))

@@ -12,10 +12,11 @@ Student ids: the whole stem or folder name, or, with ``--id-pattern``, the named
 ``id`` of the first match of the pattern in it (``re.search``); a name the pattern does not
 match becomes a row saying so, and is not graded.
 
-The outer zip is the instructor's download, but its content comes from students, so it is
-unpacked with the care of ``intake``: no absolute names, no ``..``, no links or special
-files, no encryption, caps on entries, sizes and compression ratio; any of these refuses
-the whole zip with the entry named.
+The outer zip is the instructor's download, but its content comes from students, so its
+entries pass the same ``grader.zipcheck`` rule as an upload at intake (no overlapping
+entries, unsafe names, links or special files, encryption, unknown compression methods,
+oversized or over-compressed entries), plus caps on the entry count and the total; any of
+these refuses the whole zip with the entry named.
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ from pathlib import Path
 
 from grader.batch import BatchError
 from grader.config import Limits
+from grader.zipcheck import check_entries, show_name, size_text
 
 CHUNK = 1 << 20
 JUNK_NAMES = frozenset({"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini", "__pycache__"})
-DRIVE_RE = re.compile(r"[A-Za-z]:")
 LOOSE_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same loose files give the same SHA-256
-RATIO_MIN_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,6 @@ class UnpackCaps:
 class Discovery:
     found: list[Found] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was skipped or stepped into
-
-
-def _size(n: int) -> str:
-    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= factor:
-            return f"{n / factor:.1f} {unit}"
-    return f"{n} bytes"
 
 
 # --------------------------------------------------------------------------- student ids
@@ -224,8 +217,8 @@ def _loose_files(folder: Path, limits: Limits) -> tuple[list[Path], str]:
     if not files:
         return [], "the folder is empty: the student handed in nothing."
     if total > limits.total_bytes:
-        return [], (f"the files in the folder add up to {_size(total)}, over the limit of "
-                    f"{_size(limits.total_bytes)}.")
+        return [], (f"the files in the folder add up to {size_text(total)}, over the limit of "
+                    f"{size_text(limits.total_bytes)}.")
     return files, ""
 
 
@@ -259,7 +252,7 @@ def _unwrap(root: Path, notes: list[str]) -> Path:
 
 
 def _refuse(archive: Path, name: str, problem: str) -> BatchError:
-    return BatchError(f"{archive.name} is refused: its entry {name[:80]!r} {problem}; "
+    return BatchError(f"{archive.name} is refused: its entry {show_name(name)} {problem}; "
                       "nothing was graded. Unpack it yourself and check it, or download it again.")
 
 
@@ -274,7 +267,7 @@ def unpack_outer(archive: Path, dest: Path, *, caps: UnpackCaps) -> None:
         if len(infos) > caps.entries:
             raise BatchError(f"{archive.name} is refused: it has {len(infos)} entries, more than "
                              f"{caps.entries}; nothing was graded.")
-        kept = _check_outer(archive, infos, caps)
+        kept = _check_outer(archive, zf, caps)
         dest.mkdir(parents=True)
         try:
             for info in kept:
@@ -284,39 +277,21 @@ def unpack_outer(archive: Path, dest: Path, *, caps: UnpackCaps) -> None:
             raise
 
 
-def _check_outer(archive: Path, infos: list[zipfile.ZipInfo], caps: UnpackCaps) -> list[zipfile.ZipInfo]:
+def _check_outer(archive: Path, zf: zipfile.ZipFile, caps: UnpackCaps) -> list[zipfile.ZipInfo]:
+    """The entries to unpack: zipcheck's rule for every entry, then junk, duplicates and the total."""
+    problem = check_entries(archive, zf, entry_bytes=caps.entry_bytes, max_ratio=caps.ratio)
+    if problem:
+        raise BatchError(f"{archive.name} is refused: its {problem.subject} {problem.problem}; "
+                         "nothing was graded. Unpack it yourself and check it, or download it again.")
     kept: list[zipfile.ZipInfo] = []
     seen: set[str] = set()
     total = 0
-    for info in infos:
+    for info in zf.infolist():
         name = info.orig_filename
         parts = name.removesuffix("/").split("/")
-        mode = info.external_attr >> 16
-        problem = ""
-        if "\x00" in name or not name.isprintable():
-            problem = "has a control character in its name"
-        elif name.startswith(("/", "\\")) or DRIVE_RE.match(name):
-            problem = "is an absolute path"
-        elif "\\" in name:
-            problem = "has a backslash in its name"
-        elif any(part in ("", ".", "..") for part in parts):
-            problem = "has a '..', '.' or empty part in its path (it would land outside the folder)"
-        elif stat.S_ISLNK(mode):
-            problem = "is a symbolic link"
-        elif stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-            problem = "is not a regular file (a device, pipe or socket)"
-        elif info.flag_bits & 0x1:
-            problem = "is encrypted"
-        elif info.file_size > caps.entry_bytes:
-            problem = (f"is {_size(info.file_size)} uncompressed, over the limit of "
-                       f"{_size(caps.entry_bytes)} per entry")
-        elif info.file_size >= RATIO_MIN_BYTES and info.file_size > caps.ratio * info.compress_size:
-            problem = f"is compressed more than {caps.ratio}:1, as in a zip bomb"
-        if problem:
-            raise _refuse(archive, name, problem)
-        if any(_is_junk(part) and part not in (".", "..") for part in parts) or parts[-1].startswith("._"):
+        if any(_is_junk(part) for part in parts) or parts[-1].startswith("._"):
             continue
-        if name.endswith("/") or stat.S_ISDIR(mode):
+        if name.endswith("/") or stat.S_ISDIR(info.external_attr >> 16):
             kept.append(info)  # made even when empty: an empty student folder is a row too
             continue
         if name in seen:
@@ -325,7 +300,7 @@ def _check_outer(archive: Path, infos: list[zipfile.ZipInfo], caps: UnpackCaps) 
         total += info.file_size
         if total > caps.total_bytes:
             raise BatchError(
-                f"{archive.name} is refused: it unpacks to more than {_size(caps.total_bytes)} "
+                f"{archive.name} is refused: it unpacks to more than {size_text(caps.total_bytes)} "
                 "(raise --max-unpacked-gib if that is expected); nothing was graded.")
         kept.append(info)
     return kept

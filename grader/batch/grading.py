@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -16,10 +17,11 @@ from grader.batch import BatchError
 from grader.batch.csvout import Entry, Row, newest_per_student
 from grader.batch.discover import Found
 from grader.batch.progress import Progress
-from grader.batch.run import Outcome, Task, grade_safely, run_tasks
+from grader.batch.run import Outcome, Task, run_tasks
 from grader.batch.store import Record, ResultsStore, Source, merge_sources
 from grader.config import Assignment, Settings
 from grader.datasets.manifest import Manifest
+from grader.faults import grade_or_fault
 from grader.intake import sha256_file
 from grader.result import GradeResult, Status
 from grader.share import spec_for_jobs
@@ -132,10 +134,14 @@ class _Batch:
 
     # ---- called by the runner
 
-    def grade(self, task: Task) -> GradeResult:
+    def grade(self, task: Task, cancel: threading.Event) -> GradeResult:
+        from grader.pipeline import grade as grade_zip  # heavy: the sandbox and the judge
+
         predictions: dict[str, np.ndarray] = {}
-        result = grade_safely(task.archive, self.graded_spec, self.settings, manifest=self.manifest,
-                              sha256=task.sha256, predictions=predictions)
+        result = grade_or_fault(
+            lambda: grade_zip(task.archive, self.graded_spec, self.settings, manifest=self.manifest,
+                          predictions=predictions, cancel=cancel),
+            self.graded_spec, label=str(task.archive), submission_sha256=task.sha256)
         self.predictions[task.sha256] = predictions
         return result
 
@@ -310,10 +316,14 @@ def regrade_store(
 
     predictions: dict[str, dict[str, np.ndarray]] = {}
 
-    def grade(task: Task) -> GradeResult:
+    def grade(task: Task, cancel: threading.Event) -> GradeResult:
+        from grader.pipeline import grade as grade_zip  # heavy: the sandbox and the judge
+
         found: dict[str, np.ndarray] = {}
-        result = grade_safely(task.archive, graded_spec, settings, manifest=loaded, sha256=task.sha256,
-                              predictions=found)
+        result = grade_or_fault(
+            lambda: grade_zip(task.archive, graded_spec, settings, manifest=loaded, predictions=found,
+                              cancel=cancel),
+            graded_spec, label=str(task.archive), submission_sha256=task.sha256)
         predictions[task.sha256] = found
         return result
 

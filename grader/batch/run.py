@@ -1,44 +1,35 @@
 """Grading many zips at once: N threads each calling grade(), Ctrl-C.
 
 Threads are enough: the work happens in the sandbox subprocesses. Ctrl-C (or SIGTERM) lands
-in the main thread, which stops handing out zips and raises ``Cancelled`` inside each thread
-that is still in grade() (``PyThreadState_SetAsyncExc``). That thread is almost always waiting
-on its sandbox in the supervisor's select loop, which wakes every 0.1 s, so grade()'s own
-cleanup runs at once: the sandbox's cgroup is killed and removed, /out unmounted and the work
-folder deleted, exactly as Ctrl-C does in ``grader grade``. What finished is already stored.
+in the main thread, which stops handing out zips and sets the pool's ``cancel`` event, which
+every grade() in progress was given. The sandbox calls grade()'s poll callback every 0.1 s
+while the job runs; the callback sees the event and raises ``Cancelled``, the sandbox kills
+the job (its cgroup killed and removed, /out unmounted) and grade() deletes its work folder
+on the way out, exactly as Ctrl-C does in ``grader grade``. No exception is injected into a
+thread from outside. What finished is already stored.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import queue
 import signal
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import numpy as np
-
-from grader.config import Assignment, Settings
-from grader.datasets.manifest import Manifest
-from grader.errors import GraderFault
+from grader.errors import Cancelled
 from grader.result import GradeResult
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2
 CANCEL_WAIT_S = 60.0  # grade()'s cleanup kills the sandbox at once; this is only a backstop
-
-
-class Cancelled(BaseException):
-    """Raised inside a grading thread when the batch is interrupted."""
 
 
 @dataclass(frozen=True)
@@ -62,56 +53,31 @@ class Outcome:
         return self.finished_at - self.started_at
 
 
-def grade_safely(
-    archive: Path, assignment: Assignment, settings: Settings, *, manifest: Manifest | None, sha256: str,
-    predictions: dict[str, np.ndarray] | None = None,
-) -> GradeResult:
-    """grade(), with our own failures made into ``grader_fault`` results: one zip never stops a batch.
-
-    ``predictions``: filled as ``grade()`` fills it (the judged class indices by part/split)."""
-    from grader.pipeline import grade
-
-    try:
-        return grade(archive, assignment, settings, manifest=manifest, predictions=predictions)
-    except GraderFault as exc:
-        log.error("%s: grader fault: %s\n%s", archive, exc.message, exc.detail)
-        fault = exc
-    except Exception as exc:  # a bug of ours must not lose the rest of the batch
-        log.exception("%s: unexpected error while grading", archive)
-        fault = GraderFault("The grader failed on its side; the staff have the details.",
-                            detail=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-    return GradeResult.failed(fault, submission_sha256=sha256, assignment=assignment.name,
-                              spec_version=assignment.version, max_score=assignment.max_score)
+# Grades one task; stops with Cancelled soon after the event is set.
+Grade = Callable[["Task", threading.Event], GradeResult]
 
 
 class _Pool:
     """The threads, the zips not yet handed out, and which threads are inside grade()."""
 
-    def __init__(self, tasks: Sequence[Task], grade: Callable[[Task], GradeResult],
-                 keep: Callable[[Outcome], None]) -> None:
+    def __init__(self, tasks: Sequence[Task], grade: Grade, keep: Callable[[Outcome], None]) -> None:
         self.pending = deque(tasks)
         self.grade = grade
         self.keep = keep
         self.lock = threading.Lock()
         self.stopped = False
-        self.grading: dict[int, bool] = {}
+        self.cancel_event = threading.Event()  # set: every grade() in progress stops at its next poll
         self.finished: queue.Queue[Outcome | BaseException] = queue.Queue()
 
     def work(self) -> None:
-        ident = threading.get_ident()
         try:
             while True:
                 with self.lock:
                     if self.stopped or not self.pending:
                         return
                     task = self.pending.popleft()
-                    self.grading[ident] = True
                 started = time.time()
-                try:
-                    result = self.grade(task)
-                finally:
-                    with self.lock:
-                        self.grading[ident] = False
+                result = self.grade(task, self.cancel_event)
                 outcome = Outcome(task, result, started, time.time())
                 self.keep(outcome)  # stored before anyone hears of it
                 self.finished.put(outcome)
@@ -121,14 +87,10 @@ class _Pool:
             self.finished.put(exc)
 
     def cancel(self) -> None:
-        """No more zips; interrupt every grade() in progress (the grading flag is checked under the lock)."""
+        """No more zips; every grade() in progress stops at its sandbox's next poll."""
         with self.lock:
             self.stopped = True
-            for ident, busy in self.grading.items():
-                if busy:
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                        ctypes.c_ulong(ident), ctypes.py_object(Cancelled))
-                    self.grading[ident] = False
+        self.cancel_event.set()
 
 
 @contextlib.contextmanager
@@ -151,7 +113,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def run_tasks(
     tasks: Sequence[Task],
     *,
-    grade: Callable[[Task], GradeResult],
+    grade: Grade,
     jobs: int,
     keep: Callable[[Outcome], None],
     on_done: Callable[[Outcome], None],
@@ -159,8 +121,10 @@ def run_tasks(
 ) -> tuple[list[Outcome], bool]:
     """Grade ``tasks`` in ``jobs`` threads; returns the outcomes and whether Ctrl-C stopped it.
 
-    ``keep`` runs in the grading thread as soon as a zip is graded (store it there);
-    ``on_done`` and ``tick`` run in the calling thread (progress, publishing).
+    ``grade(task, cancel)`` must stop (raise ``Cancelled``) soon after ``cancel`` is set, as
+    ``grader.pipeline.grade(..., cancel=cancel)`` does. ``keep`` runs in the grading thread as
+    soon as a zip is graded (store it there); ``on_done`` and ``tick`` run in the calling thread
+    (progress, publishing).
     """
     pool = _Pool(tasks, grade, keep)
     threads = [threading.Thread(target=pool.work, name=f"grade-{i + 1}", daemon=True)

@@ -265,7 +265,8 @@ class ResultsStore:
             path.unlink(missing_ok=True)
             return
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **{key: _compact(values) for key, values in predictions.items()})
+        arrays: dict[str, Any] = {key: _compact(values) for key, values in predictions.items()}
+        np.savez_compressed(buffer, **arrays)  # Any: numpy's stub would match ** to allow_pickle
         path.parent.mkdir(exist_ok=True)
         write_atomic(path, buffer.getvalue())
 

@@ -57,6 +57,6 @@ def data_notes(environment: Mapping[str, Any] | None) -> list[str]:
     notes = []
     for name, value in data.items():
         provenance = provenance_of(value)
-        if provenance in CAVEATS:
+        if provenance is not None and provenance in CAVEATS:
             notes.append(f"{name} {CAVEATS[provenance]}")
     return notes

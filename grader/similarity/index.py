@@ -466,8 +466,9 @@ class SimilarityIndex:
             by_group.setdefault(group, []).append(counts)
             has_group[group] = has_group.get(group, np.zeros(len(cheap.others), bool)) | has
         for group, parts in by_group.items():
-            counts = agreement.total(parts)
-            assert counts is not None
+            total = agreement.total(parts)
+            assert total is not None
+            counts = total
             cheap.groups[group], cheap.group_has[group] = counts, has_group[group]
             strong = np.where(counts.same_wrong >= lines.min_shared_errors, 1.0, WEAK)
             cheap.raise_to(

@@ -14,7 +14,7 @@ from grader.similarity.weights import Dots
 TOP_TENSORS = 3
 
 
-def _num(value: float, digits: int = 4) -> float | None:
+def _num(value: float | np.ndarray, digits: int = 4) -> float | None:
     """Rounded for JSON; None for NaN or infinity (JSON has neither)."""
     return round(float(value), digits) if np.isfinite(value) else None
 

@@ -119,6 +119,11 @@ class SignInThrottled(TooManyRequests):
     """Too many failed sign-ins on this account or from this address (429, with Retry-After)."""
 
 
+def _seconds(retry_after: object) -> int:
+    """Retry-After in seconds (werkzeug also allows a date, which sign-in throttling never sets)."""
+    return retry_after if isinstance(retry_after, int) else 0
+
+
 def sign_in_limits(kind: str, account: str = "") -> list[Limit]:
     """What a failed sign-in counts against: the client address for this kind of sign-in, and
     the account when the attempt names one (an instructor's username; a student's secret names
@@ -168,7 +173,7 @@ def login() -> Any:
             return _form_page("login.html", "That secret is not known. Check it, or ask your "
                               "instructor for yours.", 401)
     except SignInThrottled as exc:
-        return _form_page("login.html", str(exc.description), 429, int(exc.retry_after or 0))
+        return _form_page("login.html", str(exc.description), 429, _seconds(exc.retry_after))
     _start_session("student", student.id or 0)
     if not student.display_name:
         return redirect(url_for("student.profile", first=1))
@@ -188,7 +193,7 @@ def staff_login() -> Any:
             sign_in_failed(limits)
             return _form_page("staff/login.html", "Wrong username or password.", 401)
     except SignInThrottled as exc:
-        return _form_page("staff/login.html", str(exc.description), 429, int(exc.retry_after or 0))
+        return _form_page("staff/login.html", str(exc.description), 429, _seconds(exc.retry_after))
     forget(db(), key=account_key("staff", username))  # the account's count; the address's stays
     db().commit()
     _start_session("instructor", user.id or 0)

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, or_
-from sqlmodel import select
+from sqlmodel import col, select
 
 from grader.datasets.provenance import data_notes
 from grader.result import GradeResult
@@ -82,7 +82,7 @@ def health_json() -> Any:
 @bp.route("/submissions")
 @instructor_required
 def submissions() -> Any:
-    query = select(Submission, Student).join(Student, Student.id == Submission.student_id)  # type: ignore[arg-type]
+    query = select(Submission, Student).join(Student, col(Student.id) == col(Submission.student_id))
     q = request.args.get("q", "").strip()
     status = request.args.get("status", "")
     since = request.args.get("since", "")
@@ -100,7 +100,7 @@ def submissions() -> Any:
         query = query.where(Submission.status == status)
     elif status == "failed":
         query = query.where(
-            Submission.status.in_(["timed_out", "out_of_memory", "crashed", "grader_fault"])  # type: ignore[attr-defined]
+            col(Submission.status).in_(["timed_out", "out_of_memory", "crashed", "grader_fault"])
         )
     if since:
         try:
@@ -109,7 +109,7 @@ def submissions() -> Any:
             flash("The date must look like 2026-12-01.")
     if min_score:
         try:
-            query = query.where(Submission.score >= float(min_score))  # type: ignore[operator]
+            query = query.where(col(Submission.score) >= float(min_score))
         except ValueError:
             flash("The minimum score must be a number.")
     page = max(1, request.args.get("page", 1, type=int))
@@ -117,7 +117,7 @@ def submissions() -> Any:
     rows = (
         db()
         .exec(
-            query.order_by(Submission.id.desc())  # type: ignore[union-attr]
+            query.order_by(col(Submission.id).desc())
             .offset((page - 1) * PAGE)
             .limit(PAGE)
         )
@@ -145,7 +145,7 @@ def submission(submission_id: int) -> Any:
     history = (
         db()
         .exec(
-            select(Result).where(Result.submission_id == sub.id).order_by(Result.id.desc())  # type: ignore[union-attr]
+            select(Result).where(col(Result.submission_id) == sub.id).order_by(col(Result.id).desc())
         )
         .all()
     )
@@ -186,7 +186,7 @@ def regrade_one(submission_id: int) -> Any:
 @instructor_required
 def regrade_all() -> Any:
     ids = db().exec(select(Submission.id).where(Submission.assignment_id == services().assignment_id())).all()
-    taken = request_regrade(db(), submission_ids=[int(i) for i in ids])
+    taken = request_regrade(db(), submission_ids=[i for i in ids if i is not None])
     db().commit()
     for sub_id in taken:
         services().queue.enqueue(sub_id, priority=0)

@@ -21,6 +21,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from grader.datasets.provenance import data_notes
 from grader.result import GradeResult
+from grader.visible import public_only
 from leaderboard.accounts import AccountError, set_display_name
 from leaderboard.app import db, services
 from leaderboard.bodies import drain, too_large_message
@@ -172,7 +173,7 @@ def submissions() -> Any:
         submissions=rows,
         remaining=_remaining(student),
         budget=services().spec.upload_budget,
-        hidden=services().spec.public_fraction < 1.0 and not is_frozen(),
+        hidden=public_only(services().spec, final=is_frozen()),
         Status=SubmissionStatus,
     )
 
