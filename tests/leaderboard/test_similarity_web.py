@@ -218,3 +218,58 @@ def test_students_and_strangers_are_refused(graded: tuple[Stack, dict[str, int]]
         assert stranger.status_code == 302
         assert "/staff/login" in stranger.headers["Location"]
     assert 'href="/staff/similarity/"' not in student.get("/").get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------- in a real browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    import shutil
+
+    from tests.leaderboard.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh --test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_similarity_pages_in_the_browser(
+        graded: tuple[Stack, dict[str, int]], browser: Any, width: int) -> None:
+    """Staff open the Similarity page from the nav and a pair side by side; nothing runs off the page."""
+    from tests.leaderboard.helpers import INSTRUCTOR, SCREENSHOTS
+
+    stack, _ids = graded
+    SCREENSHOTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    errors: list[str] = []
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(stack.server.url + "/staff/login")
+    page.fill("#username", INSTRUCTOR[0])
+    page.fill("#password", INSTRUCTOR[1])
+    page.click("button[type=submit]")
+    page.click("header.top nav >> text=Similarity")
+    page.wait_for_selector("table.pairs")
+    assert page.locator("table.pairs tr.flagged").count() == 1
+    first = page.locator("table.pairs tbody tr").first
+    assert first.get_attribute("class") == "flagged"
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    assert wide <= width, f"the Similarity page is {wide} px wide in a {width} px window"
+    page.screenshot(path=str(SCREENSHOTS / f"similarity-{width}.png"), full_page=True)
+
+    first.locator("text=Side by side").click()
+    page.wait_for_selector("div.code")
+    assert page.locator("div.code tr.shared").count() > 20
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    assert wide <= width, f"the pair page is {wide} px wide in a {width} px window"
+    page.screenshot(path=str(SCREENSHOTS / f"similarity-pair-{width}.png"), full_page=True)
+    assert not errors, errors
+    context.close()
