@@ -20,6 +20,10 @@ from typing import Any
 import pytest
 import torch
 
+from grader.similarity import course
+from grader.similarity.index import Config, SimilarityIndex
+from grader.similarity.signals import FlagLines
+from grader.similarity.storage import MemoryStorage, SqliteStorage
 from leaderboard.similarity import UpdateLog, index_path
 from tests.leaderboard.factories import tiny_good_zip, tiny_zip
 from tests.leaderboard.helpers import (
@@ -177,6 +181,23 @@ def test_the_copy_pair_ranks_first_and_the_honest_pairs_stay_below_the_flag_line
         assert verdict == "below", rows
         assert ids["s003"] in (int(a), int(b))
     assert "1 flagged" in html
+    # The honest pairs are not shown (below the floor): measured again with no floor, from the
+    # evidence the worker stored, they are there and below the flag line.
+    spec = stack.app.extensions["leaderboard"].spec
+    with SqliteStorage(index_path(stack.settings, spec.name)) as stored:
+        evidence = [(sid, owner, stored.evidence(sid)) for sid, owner in stored.owners().items()]
+    again = SimilarityIndex(MemoryStorage(), Config(labels=course.labels(stack.settings.grader, spec)[0],
+                                                    template=course.template(spec),
+                                                    lines=FlagLines(floor=0.0)))
+    for sid, owner, found in evidence:
+        assert found is not None
+        assert found.predictions, "the worker kept the judge's predictions"
+        again.add(sid, found, owner=owner)
+    honest = [p for p in again.pairs() if str(ids["s003"]) in (p.a, p.b)]
+    assert len(honest) == 2
+    for pair in honest:
+        assert not pair.flagged, pair.to_dict()
+        assert pair.score < 0.5, pair.to_dict()
     assert "nothing here changes a score" in html
     assert "Fine-tuned models share their pretrained backbone" in html
     assert 'href="/staff/similarity/"' in html  # the staff nav links it
@@ -190,6 +211,7 @@ def test_the_pair_page_marks_the_shared_code_and_links_both_students(
     page = _staff(stack).get(f"/staff/similarity/{first}/{second}")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
+    assert "Shared lines:" in html
     for kind in ("weights identical", "predictions wrong", "code"):
         assert kind in html, kind
     assert "numpy_nn.py" in html
