@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -42,6 +43,9 @@ from grader.similarity.signals import PAIR_LINE, FlagLines, Kind, Pair, Signal, 
 from grader.similarity.storage import SqliteStorage
 from leaderboard.models import AssignmentRow, Submission, SubmissionStatus, utcnow
 from leaderboard.settings import WebSettings
+
+if TYPE_CHECKING:
+    from grader.similarity.fromstore import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,15 @@ COMPARED = (
 def index_path(settings: WebSettings, assignment: str) -> Path:
     """Where an assignment's similarity index lives in the instance folder."""
     return settings.instance_path / "similarity" / f"{assignment}.sqlite"
+
+
+@contextlib.contextmanager
+def index_lock(path: Path) -> Iterator[None]:
+    """One change of an index at a time, across the worker processes and ``grader similarity``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
 
 
 # --------------------------------------------------------------------------- what happened to each update
@@ -115,20 +128,28 @@ class UpdateLog:
 # --------------------------------------------------------------------------- which submissions to keep
 
 
-def kept_of(session: Session, *, assignment_id: int, student_id: int) -> set[int]:
-    """The ids of a student's compared submissions the index keeps: the newest and the best-scoring."""
-    rows = session.exec(
-        select(Submission.id, Submission.score, Submission.created_at).where(
-            Submission.assignment_id == assignment_id,
-            Submission.student_id == student_id,
-            Submission.status.in_([str(s) for s in COMPARED]),  # type: ignore[attr-defined]
-        )
-    ).all()
+def kept(rows: list[Submission]) -> list[Submission]:
+    """Of one student's compared submissions, those the index keeps: the newest and the best-scoring."""
     if not rows:
-        return set()
-    newest = max(rows, key=lambda r: (r[2], r[0]))[0]
-    best = max(rows, key=lambda r: (r[1] or 0.0, r[2], r[0]))[0]
-    return {int(newest), int(best)}
+        return []
+    newest = max(rows, key=lambda r: (r.created_at, r.id or 0))
+    best = max(rows, key=lambda r: (r.score or 0.0, r.created_at, r.id or 0))
+    return [newest] if best is newest else [newest, best]
+
+
+def _compared(session: Session, *, assignment_id: int, student_id: int | None = None) -> list[Submission]:
+    query = select(Submission).where(
+        Submission.assignment_id == assignment_id,
+        Submission.status.in_([str(s) for s in COMPARED]),  # type: ignore[attr-defined]
+    )
+    if student_id is not None:
+        query = query.where(Submission.student_id == student_id)
+    return list(session.exec(query).all())
+
+
+def kept_of(session: Session, *, assignment_id: int, student_id: int) -> set[int]:
+    """The ids of a student's compared submissions the index keeps (``kept``)."""
+    return {s.id or 0 for s in kept(_compared(session, assignment_id=assignment_id, student_id=student_id))}
 
 
 def newest_compared(session: Session, *, assignment_id: int) -> list[int]:
@@ -248,13 +269,8 @@ class SimilarityUpdater:
         notes = "; ".join(found.notes)
         return "done", f"{len(pairs)} pairs, {flagged} flagged" + (f"; {notes}" if notes else "")
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """One update at a time across the worker processes that share the instance folder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)
-            yield
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return index_lock(self.path)
 
     def _current(self):  # -> SimilarityIndex
         """The index in memory, loaded again when another process changed the file since."""
@@ -432,3 +448,62 @@ def legend(lines: FlagLines | None = None) -> list[tuple[str, str]]:
     """(signal, when it is flagged and how strong it is) for every kind of signal."""
     lines = lines or FlagLines()
     return [(str(kind), flag_line_text(kind, lines)) for kind in Kind]
+
+
+# --------------------------------------------------------------------------- `grader similarity INSTANCE`
+
+
+class InstanceSource:
+    """The web app's instance as a source for ``grader similarity``: each student's newest and best
+    compared upload, from its database and upload folder, into the index the worker updates."""
+
+    what = "web app instance"
+
+    def __init__(self, settings: WebSettings, assignment: Assignment) -> None:
+        self.settings, self.assignment = settings, assignment
+        self.index_path = index_path(settings, assignment.name)
+        self.csv_path = self.index_path.with_suffix(".csv")
+
+    def candidates(self, *, best: bool) -> list[Candidate]:
+        """Newest and best per student, whatever ``best`` says: the index the web app keeps."""
+        from grader.similarity.fromstore import Candidate
+        from leaderboard.db import make_engine
+
+        engine = make_engine(self.settings.db_url)
+        try:
+            with Session(engine) as session:
+                name = self.assignment.name
+                row = session.exec(select(AssignmentRow).where(AssignmentRow.name == name)).first()
+                rows = _compared(session, assignment_id=row.id or 0) if row is not None else []
+        finally:
+            engine.dispose()
+        by_student: dict[int, list[Submission]] = {}
+        for sub in rows:
+            by_student.setdefault(sub.student_id, []).append(sub)
+        return [
+            Candidate(str(sub.id), str(student), sub.archive_sha256, self.assignment.version,
+                      self.settings.upload_dir / f"{sub.archive_key}.zip", sub.score or 0.0)
+            for student, subs in sorted(by_student.items())
+            for sub in kept(subs)
+        ]
+
+    def predictions(self, candidate: Candidate) -> Mapping[str, np.ndarray] | None:
+        return None  # the judge's answers are kept only in the evidence the worker stored
+
+    def scratch(self) -> Path:
+        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".work-", dir=self.index_path.parent))
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        return index_lock(self.index_path)
+
+
+def open_instance(path: Path, assignment: Assignment) -> InstanceSource | None:
+    """The ``grader.similarity`` entry point: an instance folder (uploads, and the SQLite database
+    or ``LEADERBOARD_DATABASE_URL``) as a source; None when ``path`` is not one."""
+    settings = WebSettings.from_env(instance_path=Path(path))
+    if not settings.upload_dir.is_dir():
+        return None
+    if not settings.database_url and not (settings.instance_path / "leaderboard.db").is_file():
+        return None
+    return InstanceSource(settings, assignment)
