@@ -391,6 +391,7 @@ def overview(session: Session, *, settings: WebSettings, spec: Assignment, assig
         held = storage.tags()
     with contextlib.closing(UpdateLog(index_path(settings, spec.name))) as updates:
         failed = updates.with_state("failed")
+    failed = [u for u in failed if str(u.submission_id) not in held]  # added since, by `grader similarity`
     failed_ids = {u.submission_id for u in failed}
     sides = _sides(session, {int(s) for p in pairs for s in (p.a, p.b)})
     rows = [

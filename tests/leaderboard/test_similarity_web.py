@@ -126,7 +126,9 @@ def graded(
 ) -> Iterator[tuple[Stack, dict[str, int]]]:
     """A service with three graded uploads, each compared in the worker's background."""
     tmp = tmp_path_factory.mktemp("similarity-web")
-    stack = build_stack(tmp, grader_home=grader_home, db_url=f"sqlite:///{tmp / 'instance' / 'lb.db'}")
+    # The instance's own database name, so `grader similarity INSTANCE` finds it as the web app does.
+    stack = build_stack(tmp, grader_home=grader_home,
+                        db_url=f"sqlite:///{tmp / 'instance' / 'leaderboard.db'}")
     try:
         original = tiny_good_zip(seed=0)
         uploads = {"s001": original, "s002": copied_zip(original), "s003": honest_zip()}
@@ -295,3 +297,35 @@ def test_the_similarity_pages_in_the_browser(
     page.screenshot(path=str(SCREENSHOTS / f"similarity-pair-{width}.png"), full_page=True)
     assert not errors, errors
     context.close()
+
+
+# --------------------------------------------------------------------------- the command line on an instance
+
+
+def test_grader_similarity_reads_an_instance_and_catches_up_what_the_worker_left(
+        graded: tuple[Stack, dict[str, int]]) -> None:
+    """A result graded on another machine is not in the index (pending on the page); `grader
+    similarity INSTANCE` reads its zip, recomputes under the index's lock and writes the CSV."""
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    stack, ids = graded
+    spec = stack.app.extensions["leaderboard"].spec
+    path = index_path(stack.settings, spec.name)
+    with SqliteStorage(path) as stored:
+        stored.delete(str(ids["s003"]))
+    html = _staff(stack).get("/staff/similarity/").get_data(as_text=True)
+    assert re.search(r"data-pending>1 ", html), html
+
+    command = ["similarity", str(stack.settings.instance_path), "--assignment", "cnn"]
+    result = CliRunner().invoke(main, command, obj={"settings": stack.settings.grader})
+    assert result.exit_code == 0, result.output
+    assert "reading the evidence of 1 submissions (2 cached)" in result.output
+    first = next(line for line in result.output.splitlines() if line.strip().startswith("1."))
+    assert "FLAGGED" in first
+    assert {str(ids["s001"]), str(ids["s002"])} == set(re.findall(r"(\d+)\s+<->\s+(\d+)", first)[0])
+    assert path.with_suffix(".csv").is_file()
+    html = _staff(stack).get("/staff/similarity/").get_data(as_text=True)
+    assert re.search(r"data-pending>0<", html), html
+    assert "3 submissions" in html
