@@ -28,6 +28,7 @@ import logging
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from leaderboard.settings import WebSettings
 
 if TYPE_CHECKING:
     from grader.similarity.fromstore import Candidate
+    from grader.similarity.index import SimilarityIndex
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +193,8 @@ class SimilarityUpdater:
         self.enabled = not settings.archive_url  # no upload folder, no index on this machine
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="similarity")
         self._futures: list[Future[None]] = []
-        self._index = None
+        self._futures_lock = threading.Lock()  # several grading threads hand in results
+        self._index: SimilarityIndex | None = None
         self._tags: dict[str, str] = {}
 
     def after_result(self, submission_id: int, predictions: Mapping[str, np.ndarray] | None) -> None:
@@ -201,14 +204,17 @@ class SimilarityUpdater:
         try:
             with self._log() as updates:
                 updates.set(submission_id, "pending")
-            self._futures = [f for f in self._futures if not f.done()]
-            self._futures.append(self._pool.submit(self._run, submission_id, dict(predictions or {})))
+            future = self._pool.submit(self._run, submission_id, dict(predictions or {}))
+            with self._futures_lock:
+                self._futures = [f for f in self._futures if not f.done()] + [future]
         except Exception:  # similarity must never cost a student their result
             log.exception("submission %s: similarity update not queued", submission_id)
 
     def wait(self, timeout_s: float | None = None) -> None:
         """Wait for the queued updates (tests; shutting down)."""
-        for future in list(self._futures):
+        with self._futures_lock:
+            waiting = list(self._futures)
+        for future in waiting:
             future.result(timeout=timeout_s)
 
     def close(self) -> None:
@@ -261,10 +267,10 @@ class SimilarityUpdater:
         with self._locked():
             index = self._current()
             pairs = index.add(str(submission_id), found, owner=str(student), tag=f"{sha}:{self.spec.version}")
-            for sid, owner in index.storage.owners().items():
+            for sid, owner in self._storage_of(index).owners().items():
                 if owner == str(student) and int(sid) not in keep:
                     index.remove(sid)
-            self._tags = index.storage.tags()
+            self._tags = self._storage_of(index).tags()
         flagged = sum(p.flagged for p in pairs)
         notes = "; ".join(found.notes)
         return "done", f"{len(pairs)} pairs, {flagged} flagged" + (f"; {notes}" if notes else "")
@@ -272,17 +278,21 @@ class SimilarityUpdater:
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         return index_lock(self.path)
 
-    def _current(self):  # -> SimilarityIndex
+    @staticmethod
+    def _storage_of(index: SimilarityIndex) -> SqliteStorage:
+        assert isinstance(index.storage, SqliteStorage)
+        return index.storage
+
+    def _current(self) -> SimilarityIndex:
         """The index in memory, loaded again when another process changed the file since."""
         from grader.similarity import course
         from grader.similarity.fromstore import ArchiveTensors
         from grader.similarity.index import Config, SimilarityIndex
-        from grader.similarity.storage import SqliteStorage
 
-        if self._index is not None and self._index.storage.tags() == self._tags:
+        if self._index is not None and self._storage_of(self._index).tags() == self._tags:
             return self._index
         if self._index is not None:
-            self._index.storage.close()
+            self._storage_of(self._index).close()
         labels, no_labels = course.labels(self.settings.grader, self.spec)
         if no_labels:
             log.info("similarity without prediction evidence: %s", no_labels)
