@@ -95,7 +95,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
         log.info("database not initialised yet; run `flask --app leaderboard init-db`")
 
     from leaderboard import bodies, commands, security
-    from leaderboard.views import api, auth, internal, staff, student
+    from leaderboard.views import api, auth, internal, similarity, staff, student
 
     if settings.proxy_hops:  # behind N reverse proxies: the client address is theirs to tell
         hops = settings.proxy_hops
@@ -106,6 +106,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(student.bp)
     app.register_blueprint(staff.bp)
+    app.register_blueprint(similarity.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(internal.bp)
     commands.init_app(app)

@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
+import numpy as np
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -37,6 +38,7 @@ from leaderboard.db import make_engine, session_scope
 from leaderboard.models import AssignmentRow, WorkerBeat, utcnow
 from leaderboard.ranking import maybe_auto_freeze
 from leaderboard.settings import WebSettings
+from leaderboard.similarity import SimilarityUpdater
 from leaderboard.submissions import (
     Claim,
     claim,
@@ -110,11 +112,13 @@ class Grader:
         self._lock = threading.Lock()
         self._active: dict[int, Claim] = {}
         self.graded = 0
+        self.similarity = SimilarityUpdater(settings, self.spec, self.engine)
         with session_scope(self.engine) as session:
             ensure_assignment(session, spec=self.spec)
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Finish the similarity updates; release the database connections."""
+        self.similarity.close()
         self.engine.dispose()
 
     # ---- one job
@@ -133,13 +137,15 @@ class Grader:
         with self._lock:
             self._active[submission_id] = taken
         log.info("submission %s: grading (run %s)", submission_id, taken.attempt)
+        predictions: dict[str, np.ndarray] = {}  # the judge's answers, for the staff's similarity check
         try:
-            result = self._grade(taken)
+            result = self._grade(taken, predictions)
             if result.status == Status.GRADER_FAULT and self._retry(taken):
                 return
             if not keeps_archive(result):  # while the claim holds: its token opens a remote delete
                 discard_archive(taken, self.settings)
-            record_result(self.engine, claim=taken, result=result, spec=self.spec, worker=self.name)
+            if record_result(self.engine, claim=taken, result=result, spec=self.spec, worker=self.name):
+                self.similarity.after_result(submission_id, predictions)  # background; never raises
             log.info(
                 "submission %s: %s %.1f/%.1f",
                 submission_id,
@@ -152,14 +158,15 @@ class Grader:
                 self._active.pop(submission_id, None)
                 self.graded += 1
 
-    def _grade(self, taken: Claim) -> GradeResult:
+    def _grade(self, taken: Claim, predictions: dict[str, np.ndarray] | None = None) -> GradeResult:
         from grader.pipeline import grade  # heavy (numpy, the sandbox); only workers need it
 
         def run() -> GradeResult:
             manifest = self.hidden.current()
             max_bytes = self.settings.max_upload_bytes or self.spec.limits.upload_bytes
             with archive_for(taken, self.settings, max_bytes=max_bytes) as archive:
-                return grade(archive, self.graded_spec, self.settings.grader, manifest=manifest)
+                return grade(archive, self.graded_spec, self.settings.grader, manifest=manifest,
+                             predictions=predictions)
 
         return grade_or_fault(run, self.spec, label=f"submission {taken.submission_id}")
 
@@ -270,6 +277,7 @@ def run_worker(settings: WebSettings, *, threads: int | None = None) -> None:
     finally:
         stop.set()
         keeper.join(timeout=5)
+        grader.close()
 
 
 def _redacted(url: str) -> str:

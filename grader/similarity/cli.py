@@ -1,4 +1,6 @@
-"""``grader similarity STORE``: ranked pairs of similar submissions of a batch results store."""
+"""``grader similarity STORE_OR_INSTANCE``: ranked pairs of similar submissions of a batch results
+store, or of the web app's instance folder (its database and uploads; the same index the worker
+updates after each result)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,9 @@ from pathlib import Path
 
 import click
 
-from grader.batch import BatchError
 from grader.config import HIDDEN_TESTS_DIR, Assignment, Settings, load_assignment
 from grader.errors import SpecError
-
-INDEX_NAME = "similarity.sqlite"
-CSV_NAME = "similarity.csv"
+from grader.similarity.sources import CSV_NAME, INDEX_NAME
 
 
 def _assignment(settings: Settings, spec: str | None) -> Assignment:
@@ -40,7 +39,7 @@ def _pairs_of(option: tuple[str, ...], what: str) -> dict[str, Path]:
 
 
 @click.command()
-@click.argument("store_path", metavar="STORE", type=click.Path(path_type=Path))
+@click.argument("store_path", metavar="STORE_OR_INSTANCE", type=click.Path(path_type=Path))
 @click.option(
     "--assignment",
     "spec",
@@ -51,7 +50,7 @@ def _pairs_of(option: tuple[str, ...], what: str) -> dict[str, Path]:
     "--csv",
     "csv_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help=f"Write every pair found here; default: STORE/{CSV_NAME}.",
+    help=f"Write every pair found here; default: STORE/{CSV_NAME} (INSTANCE/similarity/SPEC.csv).",
 )
 @click.option(
     "--top",
@@ -61,7 +60,8 @@ def _pairs_of(option: tuple[str, ...], what: str) -> dict[str, Path]:
     help="Pairs to print (the CSV has all above the floor).",
 )
 @click.option(
-    "--best", is_flag=True, help="Also compare each student's best-scoring zip when it is not their newest."
+    "--best", is_flag=True, help="Also compare each student's best-scoring zip when it is not their newest "
+    "(always, for an instance: as the web app does)."
 )
 @click.option(
     "--reference",
@@ -82,7 +82,8 @@ def _pairs_of(option: tuple[str, ...], what: str) -> dict[str, Path]:
     "--index",
     "index_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help=f"The evidence cache (SQLite); default: STORE/{INDEX_NAME}. Only new zips are read.",
+    help=f"The evidence cache (SQLite); default: STORE/{INDEX_NAME} (INSTANCE/similarity/SPEC.sqlite, "
+    "the web app's index). Only new zips are read.",
 )
 @click.pass_context
 def similarity(
@@ -96,12 +97,12 @@ def similarity(
     shared: tuple[str, ...],
     index_path: Path | None,
 ) -> None:
-    """Rank pairs of students of a results STORE by similar weights, predictions and code.
+    """Rank pairs of students of a results STORE or a web app INSTANCE by similar weights,
+    predictions and code.
 
     For staff: every flag is evidence for a person to judge; nothing changes a score.
     """
-    from grader.batch.store import ResultsStore
-    from grader.similarity import course, fromstore
+    from grader.similarity import course, fromstore, sources
     from grader.similarity.checkpoints import CheckpointUnreadable, load_tensors, read_bounded
     from grader.similarity.index import Config, Reference, SimilarityIndex
     from grader.similarity.report import legend, pair_lines, write_csv
@@ -113,8 +114,8 @@ def similarity(
     if spec:
         settings = replace(settings, assignment_path=assignment.spec_dir)
     try:
-        store = ResultsStore.existing(store_path)
-    except BatchError as exc:
+        source = sources.open_source(store_path, assignment)
+    except sources.NotASource as exc:
         raise click.ClickException(exc.message) from None
     what = course.wanted(assignment)
     starting: dict[str, Reference] = {}
@@ -135,19 +136,19 @@ def similarity(
                 f"{slot}: not a checkpoint of {assignment.name}", param_hint="--shared-start"
             )
 
-    found = fromstore.candidates(store, assignment, best=best)
+    found = source.candidates(best=best)
     students = len({c.owner for c in found})
     if students < 2:
         raise click.ClickException(
-            f"{store_path} has {students} student(s) with a graded {assignment.name} "
+            f"the {source.what} {store_path} has {students} student(s) with a graded {assignment.name} "
             "submission; similarity needs at least two"
         )
     labels, no_labels = course.labels(settings, assignment)
-    csv_path = csv_path or store.root / CSV_NAME
-    with SqliteStorage(index_path or store.root / INDEX_NAME) as storage:
+    csv_path = csv_path or source.csv_path
+    with source.lock(), SqliteStorage(index_path or source.index_path) as storage:
         started = time.monotonic()
         fromstore.refresh(
-            storage, found, store, assignment, what, echo=lambda line: click.echo(line, err=True)
+            storage, found, source, assignment, what, echo=lambda line: click.echo(line, err=True)
         )
         extracted_s = time.monotonic() - started
         config = Config(

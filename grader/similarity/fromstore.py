@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -94,11 +95,17 @@ def candidates(store: ResultsStore, assignment: Assignment, *, best: bool = Fals
     return found
 
 
-def evidence_of(candidate: Candidate, store: ResultsStore, assignment: Assignment, what: Wanted,
+class _Kept(Protocol):
+    def predictions(self, candidate: Candidate) -> Mapping[str, np.ndarray] | None: ...
+
+    def scratch(self) -> Path: ...
+
+
+def evidence_of(candidate: Candidate, source: _Kept, assignment: Assignment, what: Wanted,
                 scratch: Path) -> Evidence:
-    """The evidence of one stored zip, with the predictions the store kept of it."""
+    """The evidence of one stored zip, with the predictions its source kept of it."""
     return course.zip_evidence(candidate.archive, assignment, what, scratch,
-                               predictions=store.predictions(candidate.sha256, candidate.version))
+                               predictions=source.predictions(candidate))
 
 
 class ArchiveTensors:
@@ -145,7 +152,7 @@ class ArchiveTensors:
 def refresh(
     storage: Storage,
     found: list[Candidate],
-    store: ResultsStore,
+    source: _Kept,
     assignment: Assignment,
     what: Wanted,
     *,
@@ -160,10 +167,10 @@ def refresh(
     if not todo:
         return
     echo(f"reading the evidence of {len(todo)} submissions ({len(found) - len(todo)} cached)")
-    scratch = store.scratch()
+    scratch = source.scratch()
     try:
         for number, candidate in enumerate(todo, start=1):
-            evidence = evidence_of(candidate, store, assignment, what, scratch)
+            evidence = evidence_of(candidate, source, assignment, what, scratch)
             storage.put(candidate.sid, candidate.owner, evidence, tag=candidate.tag)
             for note in evidence.notes:
                 echo(f"  {candidate.sid}: {note}")

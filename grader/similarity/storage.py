@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from grader.similarity.evidence import Evidence
-from grader.similarity.signals import Pair
+from grader.similarity.signals import Pair, ranked
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +159,37 @@ class SqliteStorage:
             Pair.from_dict(json.loads(data))
             for (data,) in self._db.execute("SELECT data FROM pairs ORDER BY score DESC")
         ]
+
+    # ---- reads for a page: a slice, not everything
+
+    def top_pairs(self, limit: int, offset: int = 0) -> list[Pair]:
+        """The ``limit`` highest-scoring stored pairs after ``offset``, ranked (a page of them)."""
+        rows = self._db.execute(
+            "SELECT data FROM pairs ORDER BY score DESC, a, b LIMIT ? OFFSET ?", (limit, offset)
+        )
+        return ranked([Pair.from_dict(json.loads(data)) for (data,) in rows])
+
+    def count_pairs(self, *, min_score: float = 0.0) -> int:
+        """How many stored pairs score at least ``min_score``."""
+        row = self._db.execute("SELECT count(*) FROM pairs WHERE score >= ?", (min_score,)).fetchone()
+        return int(row[0])
+
+    def pair(self, a: str, b: str) -> Pair | None:
+        """One stored pair (either order), or None."""
+        first, second = sorted((a, b))
+        row = self._db.execute("SELECT data FROM pairs WHERE a = ? AND b = ?", (first, second)).fetchone()
+        return Pair.from_dict(json.loads(row[0])) if row else None
+
+    def evidence(self, submission_id: str) -> Evidence | None:
+        """One submission's stored evidence, or None (absent, or no longer readable)."""
+        row = self._db.execute("SELECT data FROM evidence WHERE id = ?", (submission_id,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return Evidence.from_bytes(row[0])
+        except ValueError:
+            return None
+
+    def owners(self) -> dict[str, str]:
+        """id -> owner of every stored evidence."""
+        return dict(self._db.execute("SELECT id, owner FROM evidence"))
