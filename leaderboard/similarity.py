@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from grader.config import Assignment
 from grader.similarity.signals import PAIR_LINE, FlagLines, Kind, Pair, Signal, flag_line_text
@@ -142,7 +142,7 @@ def kept(rows: list[Submission]) -> list[Submission]:
 def _compared(session: Session, *, assignment_id: int, student_id: int | None = None) -> list[Submission]:
     query = select(Submission).where(
         Submission.assignment_id == assignment_id,
-        Submission.status.in_([str(s) for s in COMPARED]),  # type: ignore[attr-defined]
+        col(Submission.status).in_([str(s) for s in COMPARED]),
     )
     if student_id is not None:
         query = query.where(Submission.student_id == student_id)
@@ -157,14 +157,14 @@ def kept_of(session: Session, *, assignment_id: int, student_id: int) -> set[int
 def newest_compared(session: Session, *, assignment_id: int) -> list[int]:
     """Each student's newest compared submission id (what the index should hold, at least)."""
     return [
-        int(i)
+        int(i or 0)
         for i in session.exec(
             select(func.max(Submission.id))
             .where(
                 Submission.assignment_id == assignment_id,
-                Submission.status.in_([str(s) for s in COMPARED]),  # type: ignore[attr-defined]
+                col(Submission.status).in_([str(s) for s in COMPARED]),
             )
-            .group_by(Submission.student_id)
+            .group_by(col(Submission.student_id))
         ).all()
     ]
 
@@ -298,7 +298,7 @@ class SimilarityUpdater:
             log.info("similarity without prediction evidence: %s", no_labels)
         config = Config(labels=labels, template=course.template(self.spec))
         tensors = ArchiveTensors([], course.wanted(self.spec))
-        tensors.archives = _UploadArchives(self.engine, self.settings.upload_dir)  # type: ignore[assignment]
+        tensors.archives = _UploadArchives(self.engine, self.settings.upload_dir)  # type: ignore[assignment]  # duck-typed: any mapping of id to archive path works
         self._index = SimilarityIndex(SqliteStorage(self.path), config, tensors=tensors)
         return self._index
 
@@ -366,10 +366,10 @@ def _sides(session: Session, ids: set[int]) -> dict[int, Side]:
         return {}
     rows = session.exec(
         select(Submission.id, Student.roster_id, Student.name)
-        .join(Student, Student.id == Submission.student_id)  # type: ignore[arg-type]
-        .where(Submission.id.in_(sorted(ids)))  # type: ignore[union-attr]
+        .join(Student, col(Student.id) == col(Submission.student_id))
+        .where(col(Submission.id).in_(sorted(ids)))
     ).all()
-    return {int(i): Side(int(i), r, n) for i, r, n in rows}
+    return {int(i or 0): Side(int(i or 0), r, n) for i, r, n in rows}
 
 
 def _side(sides: dict[int, Side], sid: str) -> Side:
