@@ -8,9 +8,12 @@ events for parts that do not exist, a late ``start`` meant to shorten a runtime.
 - The file is read incrementally: an offset is kept, nothing is read twice, at most
   ``POLL_READ_BYTES`` per poll, and the final read goes on to the end of the file, up to
   ``MAX_READ_BYTES`` in all (more than the output limit lets the job write).
-- Only lines that name one of the three events are parsed (a C regex finds them), each
-  within ``MAX_LINE_BYTES`` and by ``untrusted.parse_json`` (no NaN, no huge numbers, no
-  deep nesting); a line that fails is counted and skipped, never raised.
+- Only lines that could still change something are parsed: lines naming one of the three
+  events (a C regex finds them) and a part that has not ended, never a ``start`` once
+  every start is known; at most ``MAX_EVENTS_PARSED`` of them, each within
+  ``MAX_LINE_BYTES``, by ``untrusted.parse_json`` (no NaN, no huge numbers, no deep
+  nesting). A line that fails is counted and skipped, never raised. A job that floods the
+  file with event lines naming its own parts can only lose its own later events.
 - Nothing is kept per event: per part of the run only the first ``start`` and the first
   ``done``/``failed`` (with its message and traceback, cleaned and cut), plus counters.
 - Every time is the HOST's monotonic clock when the host saw the event; a ``t`` the job
@@ -40,13 +43,14 @@ MAX_LINE_BYTES = 64 * 1024
 POLL_READ_BYTES = 4 * 2**20
 MAX_READ_BYTES = 256 * 2**20
 READ_CHUNK = 256 * 1024
-MAX_EVENTS_PARSED = 2_000_000  # lines naming an event; a flood beyond this is the job's loss
+MAX_EVENTS_PARSED = 100_000  # lines that could still change something; more is the job's loss
 MAX_MESSAGE_CHARS = 2000
 MAX_TRACEBACK_CHARS = 8000
 TAIL_S = 15.0  # after its last part the runner only tidies up and exits
 FILENAME = "progress.jsonl"
 
 _EVENT_NAME = re.compile(rb'"(?:start|done|failed)"')
+_END_NAME = re.compile(rb'"(?:done|failed)"')
 _ENDS = ("done", "failed")
 
 
@@ -88,6 +92,10 @@ class ProgressLog:
         self.refused = 0
         self._partial = b""
         self._skipping = False  # inside a line longer than MAX_LINE_BYTES
+        self._all_started = self._all_ended = False
+        # '"name"' of each part that can still change (not yet ended): a line naming none of
+        # them is skipped unparsed. (A name spelled with escapes is as if never written.)
+        self._open_parts = [f'"{name}"'.encode() for name in self.parts]
 
     # ---- reading
 
@@ -142,20 +150,25 @@ class ProgressLog:
 
     def _scan(self, block: bytes, now: float) -> None:
         """Parse only the lines of ``block`` that name an event (found in C, not line by line)."""
+        if (self._all_ended or self.parsed >= MAX_EVENTS_PARSED
+                or not any(token in block for token in self._open_parts)):
+            return  # nothing here could change anything (decided in C, for the whole block)
         line_end = -1
-        for match in _EVENT_NAME.finditer(block):
+        # Once every start is known, a start line can change nothing: look for ends alone.
+        for match in (_END_NAME if self._all_started else _EVENT_NAME).finditer(block):
+            if self.parsed >= MAX_EVENTS_PARSED or self._all_ended:
+                return
             if match.start() < line_end:
                 continue  # another hit on a line already taken
             begin = block.rfind(b"\n", 0, match.start()) + 1
             line_end = block.find(b"\n", match.end())
             if line_end < 0:
                 line_end = len(block)
-            if line_end - begin <= MAX_LINE_BYTES:
-                self._line(block[begin:line_end], now)
+            line = block[begin:line_end]
+            if len(line) <= MAX_LINE_BYTES and any(token in line for token in self._open_parts):
+                self._line(line, now)
 
     def _line(self, line: bytes, now: float) -> None:
-        if self.parsed >= MAX_EVENTS_PARSED:
-            return
         self.parsed += 1
         try:
             event = parse_json(line, what="a progress line", max_depth=2)
@@ -173,6 +186,7 @@ class ProgressLog:
                 clock.start_seen = True
                 if clock.started_at is None:
                     clock.started_at = now
+                self._all_started = all(c.start_seen for c in self.clocks.values())
             return
         if clock.ended_at is not None:
             return
@@ -182,6 +196,8 @@ class ProgressLog:
         if kind == "failed":
             clock.message = _text(event.get("message"), MAX_MESSAGE_CHARS)
             clock.traceback = _text(event.get("traceback"), MAX_TRACEBACK_CHARS)
+        self._all_ended = all(c.ended_at is not None for c in self.clocks.values())
+        self._open_parts = [f'"{n}"'.encode() for n, c in self.clocks.items() if c.ended_at is None]
         index = self.parts.index(part)
         if index + 1 < len(self.parts):  # the next part's clock starts now at the latest
             following = self.clocks[self.parts[index + 1]]

@@ -187,6 +187,8 @@ _PAIR = re.compile(rb"\[\]|\{\}")
 def _too_deep(data: bytes, max_depth: int) -> bool:
     """True when brackets nest deeper than ``max_depth`` (or do not balance), found without
     recursion: strings blanked, then innermost pairs removed once per level, in C."""
+    if data.count(b"[") + data.count(b"{") <= max_depth:
+        return False  # too few brackets to nest that deep (the common case: one flat object)
     skeleton = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
     for _ in range(max_depth):
         if not skeleton:
@@ -215,13 +217,22 @@ def _float(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_int, parse_float=_float)
+
+
 def parse_json(data: bytes, *, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Strict JSON from the job: nesting checked first, NaN, infinities and huge numbers refused."""
-    with boundary(what):
+    """Strict JSON from the job: nesting checked first, NaN, infinities and huge numbers refused.
+
+    Its own boundary, inline: the progress reader calls it once per event line.
+    """
+    try:
         if _too_deep(data, max_depth):
             raise ForgedOutput(f"{what} nests deeper than {max_depth} levels")
-        return json.loads(data, parse_constant=_refuse_constant, parse_int=_int,
-                          parse_float=_float)
+        return _DECODER.decode(data.decode("utf-8"))
+    except ForgedOutput:
+        raise
+    except Exception as exc:  # as in ``boundary``
+        raise ForgedOutput(f"{what} is damaged or forged ({type(exc).__name__})") from exc
 
 
 def read_json(path: Path, *, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
