@@ -111,11 +111,11 @@ CASES: dict[str, tuple[tuple[str, ...], dict[str, str], tuple[Status, str, bool]
         "import json, time\nwith open('/out/progress.jsonl', 'a') as fh:\n"
         "    fh.write(json.dumps({'event': 'start', 'part': 'elsewhere', 't': time.time()}) + '\\n')\n"
         "time.sleep(10**6)\n")}, TIMED_OUT),
-    "progress: late start forges a tiny runtime": (NP, {"numpy_nn.py": (
-        "import json, time\ndef _event(**e):\n    with open('/out/progress.jsonl', 'a') as fh:\n"
+    "progress: late start forges a tiny runtime": (NP, {"numpy_nn.py": GOOD_NUMPY + (
+        "\nimport json, time\ndef _event(**e):\n    with open('/out/progress.jsonl', 'a') as fh:\n"
         "        fh.write(json.dumps(dict(e, t=time.time())) + '\\n')\n"
         "_event(event='start', part='elsewhere')\ntime.sleep(@LIMIT@ + 3)\n"
-        "_event(event='start', part='numpy_nn')\n" + GOOD_NUMPY)}, TIMED_OUT),
+        "_event(event='start', part='numpy_nn')\n")}, TIMED_OUT),
     "exception text with a lone surrogate": (NP, {"numpy_nn.py": (
         "import os\nraise OSError('cannot read ' + os.fsdecode(b'weights\\xff\\x00.bin') + ' \\x1b[2J')\n")},
         (Status.CRASHED, "cannot read weights\ufffd\ufffd.bin", False)),
