@@ -206,12 +206,11 @@ class _Job:
             env=_sandbox_env(int(self.plan["threads"])),
             cwd="/tmp",
         )
-        run_started = time.monotonic()
         outcome = self.sandbox.run(request, poll=poll)
+        ended = time.monotonic()  # the job is dead and its output copied
         self.outcomes.append(outcome)
         # The copy in ``out`` holds what the live file held: read on from the same offset,
-        # to its end; events first seen now count as seen when the job ended.
-        ended = max(run_started, min(time.monotonic(), run_started + outcome.wall_s))
+        # to its end; events first seen now count as seen when the job had ended.
         progress.read(out / PROGRESS_FILE, final=True, at=ended)
         if progress.refused:
             log.info("sandbox run of %s: %d progress lines refused", names, progress.refused)
@@ -228,7 +227,7 @@ class _Job:
             clock = progress.clocks[name]
             if not clock.start_seen and clock.ended_at is None:
                 break
-            runtime = min(clock.runtime(ended), max(outcome.wall_s, 0.0))
+            runtime = clock.runtime(ended)
             limit = specs[name].time_limit_s
             if clock.ended_at is None:
                 runs.append(self._killed(specs[name], outcome, out, runtime))
