@@ -269,3 +269,60 @@ def test_the_web_app_stores_and_shows_text_the_job_wrote(results, tmp_path):
         assert "cannot read weights\ufffd\ufffd.bin" in page
     finally:
         svc.engine.dispose()
+
+
+# --------------------------------------------------------------------------- the reader alone
+
+
+class Clock:
+    """A clock the test moves: the host's time as ProgressLog sees it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_reader_keeps_to_the_hosts_clock_and_its_own_parts(tmp_path):
+    from grader.progress import ProgressLog
+
+    path, clock = tmp_path / "progress.jsonl", Clock()
+    log = ProgressLog(["numpy_nn", "mynet"], clock=clock)
+    limits = {"numpy_nn": 10.0, "mynet": 20.0}
+
+    def write(*events: str) -> None:
+        with path.open("a") as fh:
+            fh.write("".join(e + "\n" for e in events))
+
+    write('{"event": "start", "part": "numpy_nn", "t": 0}')
+    log.read(path)
+    clock.now += 5
+    write('{"event": "start", "part": "elsewhere"}', '{"event": "start", "part": "numpy_nn", "t": 1e9}')
+    log.read(path)
+    assert log.overdue(limits, startup_s=60) is None
+    clock.now += 6  # 11 s after the first start: the unknown part and the late start changed nothing
+    assert log.overdue(limits, startup_s=60) == "numpy_nn over its 10 s limit"
+    write('{"event": "done", "part": "numpy_nn", "t": 0.5}')
+    log.read(path)
+    assert log.clocks["numpy_nn"].runtime(clock.now) == 11.0
+    assert log.clocks["mynet"].running  # its clock started when numpy_nn ended
+    clock.now += 21
+    assert log.overdue(limits, startup_s=60) == "mynet over its 20 s limit"
+
+
+def test_progress_final_read_goes_to_the_end_within_its_cap(tmp_path):
+    from grader.progress import POLL_READ_BYTES, ProgressLog
+
+    path = tmp_path / "progress.jsonl"
+    junk = b'{"event": "split", "part": "numpy_nn"}\n'
+    path.write_bytes(b'{"event": "start", "part": "numpy_nn"}\n' + junk * (3 * POLL_READ_BYTES // len(junk))
+                     + b'{"event": "failed", "part": "numpy_nn", "message": "bad \\ud800 \\u0000"}')
+    log = ProgressLog(["numpy_nn"])
+    log.read(path)
+    assert log.clocks["numpy_nn"].start_seen
+    assert log.clocks["numpy_nn"].ended_at is None  # one poll reads a bounded slice
+    log.read(path, final=True)
+    assert log.clocks["numpy_nn"].outcome == "failed"  # the last line, even without its newline
+    assert log.clocks["numpy_nn"].message == "bad \ufffd \ufffd"
+    assert log.offset == path.stat().st_size
