@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -22,6 +21,7 @@ from grader.report import format_result
 from grader.result import GradeResult
 from grader.sandbox.registry import DEFAULT_BACKEND, backend_names
 from grader.similarity.cli import similarity
+from grader.text import dump_json
 
 EXIT_FAULT = 3
 
@@ -103,7 +103,7 @@ def grade(ctx: click.Context, zips: tuple[Path, ...], json_file: Path | None,
         click.echo(format_result(path.name, result, details=details, color=sys.stdout.isatty()))
     if json_file is not None:
         data = [r.to_dict() for r in results]
-        json_file.write_text(json.dumps(data[0] if len(data) == 1 else data, indent=2) + "\n")
+        json_file.write_text(dump_json(data[0] if len(data) == 1 else data) + "\n")
         click.echo(f"wrote {json_file}")
     if faults or any(r.status is Status.GRADER_FAULT for r in results):
         sys.exit(EXIT_FAULT)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +13,10 @@ from grader.config import SPLITS, Assignment, PartSpec
 from grader.layer_tests import Case, judge_cases
 from grader.plausibility import plausibility_flags
 from grader.result import GradeResult, PartResult, Status, TestResult
+from grader.untrusted import ForgedOutput, read_npy
 
 MAX_PREDICTION_BYTES = 64 * 2**20
+MAX_PREDICTION_FACTOR = 16  # values a predictions file may hold, per expected prediction
 
 
 @dataclass(frozen=True)
@@ -86,20 +86,20 @@ def judge_numpy(spec: PartSpec, run: PartRun, cases: list[Case]) -> PartResult:
 
 
 def load_predictions(path: Path, count: int, num_classes: int) -> tuple[np.ndarray | None, str]:
-    """Read one predictions file written in the sandbox; (array, '') or (None, why not)."""
+    """Read one predictions file written in the sandbox; (array, '') or (None, why not).
+
+    The one boundary for that file: whatever it holds, the answer is a reason, never an error.
+    The header is checked before anything is allocated, and a file may hold a few times
+    ``count`` values at most (enough to say what shape it has), so judging it is bounded.
+    """
     try:
-        info = os.lstat(path)
-    except FileNotFoundError:
+        values = read_npy(path, max_bytes=MAX_PREDICTION_BYTES,
+                          max_elements=MAX_PREDICTION_FACTOR * max(count, 1))
+    except ForgedOutput as exc:
+        return None, f"damaged or forged output: {exc}"
+    if values is None:
         return None, "no predictions were written"
-    if not stat.S_ISREG(info.st_mode):
-        return None, "the predictions file is not a regular file"
-    if info.st_size > MAX_PREDICTION_BYTES:
-        return None, "the predictions file is too large"
-    try:
-        values = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        return None, f"the predictions file is not a plain array ({type(exc).__name__})"
-    if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu":
+    if values.dtype.kind not in "iu":
         return None, "predictions must be integer class indices"
     if values.shape != (count,):
         return None, f"expected {count} predictions, found shape {values.shape}"
@@ -113,7 +113,9 @@ def read_predictions(
 ) -> dict[str, np.ndarray]:
     """The valid class indices per split, as the judge reads them (for the staff's similarity check)."""
     found: dict[str, np.ndarray] = {}
-    for split, labels in truth.items() if out_dir is not None else ():
+    if out_dir is None:
+        return found
+    for split, labels in truth.items():
         values, _why = load_predictions(out_dir / f"{split}.npy", len(labels), num_classes)
         if values is not None:
             found[split] = values

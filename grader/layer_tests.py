@@ -12,7 +12,6 @@ every test of those layers passes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from grader.result import TestResult
+from grader.text import clean_text
+from grader.untrusted import ForgedOutput, read_json, read_npz
 
 ATOL = 1.5e-6  # "compared to 6 decimals", as numpy's assert_almost_equal(decimal=6)
 RTOL = 1e-6
@@ -200,7 +201,8 @@ def build_cases(seed: int) -> list[Case]:
 
 def write_probes(cases: list[Case], path: Path) -> list[dict[str, Any]]:
     """Save the cases' inputs (never the expected values) for the sandbox; return their plan."""
-    arrays = {f"{c.id}.{k}": np.asarray(v, dtype=np.float64) for c in cases for k, v in c.inputs.items()}
+    arrays: dict[str, Any] = {f"{c.id}.{k}": np.asarray(v, dtype=np.float64)
+                              for c in cases for k, v in c.inputs.items()}
     np.savez(path, **arrays)
     return [{"id": c.id, "op": c.op, "args": c.args} for c in cases]
 
@@ -243,21 +245,26 @@ def compare(check: Check, got: np.ndarray | None, error: str | None) -> TestResu
     )
 
 
+MAX_CASE_BYTES = 16 * 2**20  # one case's .npz: a few small arrays
+MAX_CASE_ELEMENTS = 10**6  # values judged per case, all its arrays together
+MAX_CASE_JSON_BYTES = 2**20
+
+
 def _load_case_output(out_dir: Path, cid: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    arrays: dict[str, np.ndarray] = {}
-    errors: dict[str, str] = {}
-    npz, meta = out_dir / f"{cid}.npz", out_dir / f"{cid}.json"
+    """What the sandbox wrote for one case: arrays by output key, and error texts by key.
+
+    The one boundary for the case's two files: a file that is damaged, forged or over its
+    limit fails this case's checks with "damaged or forged output", nothing more.
+    """
     try:
-        if meta.is_file() and not meta.is_symlink() and meta.stat().st_size < 2**20:
-            errors = {str(k): str(v)[:600] for k, v in json.loads(meta.read_text()).get("errors", {}).items()}
-        if npz.is_file() and not npz.is_symlink():
-            with np.load(npz, allow_pickle=False) as data:
-                for key in data.files:
-                    value = data[key]
-                    if value.dtype.kind in "biuf" and value.size <= 10**6:
-                        arrays[key] = value
-    except (ValueError, OSError, json.JSONDecodeError, AttributeError, TypeError):
-        errors = {"case": "its output file was damaged or forged"}
+        arrays = read_npz(out_dir / f"{cid}.npz", max_bytes=MAX_CASE_BYTES,
+                          max_elements=MAX_CASE_ELEMENTS) or {}
+        meta = read_json(out_dir / f"{cid}.json", max_bytes=MAX_CASE_JSON_BYTES)
+    except ForgedOutput as exc:
+        return {}, {"case": f"damaged or forged output ({exc})"}
+    raw = meta.get("errors", {}) if isinstance(meta, dict) else {}
+    errors = {clean_text(k, 100): clean_text(v, 600) for k, v in raw.items()} \
+        if isinstance(raw, dict) else {}
     return arrays, errors
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import shutil
-import stat
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,8 @@ from grader.intake import Submission, intake, sha256_file
 from grader.judge import PartRun, combine, judge_classifier, judge_numpy, public_mask, read_predictions
 from grader.layer_tests import Case, build_cases, write_probes
 from grader.leftovers import sweep_once
+from grader.progress import FILENAME as PROGRESS_FILE
+from grader.progress import ProgressLog
 from grader.result import GradeResult, PartResult, Status
 from grader.sandbox import Mount, RunOutcome, RunRequest, SandboxLimits, get_sandbox
 from grader.sandbox.base import temp_prefix
@@ -33,8 +32,8 @@ from grader.sandbox.base import temp_prefix
 log = logging.getLogger(__name__)
 
 RUNNER_DIR = Path(__file__).resolve().parent / "runner"
-MAX_PROGRESS_LINE = 64 * 1024
-MAX_PROGRESS_READ = 1024 * 1024
+# A part whose end the host saw more than this after its limit is timed out, even if it ended.
+LATE_SLACK_S = 1.0
 
 
 def grade(
@@ -85,52 +84,6 @@ def _sha_or_empty(archive: Path) -> str:
         return sha256_file(archive)
     except OSError:
         return ""
-
-
-# --------------------------------------------------------------------------- progress
-
-
-@dataclass
-class _Progress:
-    """Reads the runner's progress.jsonl incrementally, never following links."""
-
-    path: Path
-    offset: int = 0
-    buffer: bytes = b""
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def read(self) -> None:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            return
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return
-            os.lseek(fd, self.offset, os.SEEK_SET)
-            chunk = os.read(fd, MAX_PROGRESS_READ)
-        finally:
-            os.close(fd)
-        self.offset += len(chunk)
-        self.buffer += chunk
-        *lines, self.buffer = self.buffer.split(b"\n")
-        if len(self.buffer) > MAX_PROGRESS_LINE:
-            self.buffer = b""
-        for line in lines:
-            if len(line) > MAX_PROGRESS_LINE:
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and isinstance(event.get("part"), str):
-                self.events.append(event)
-
-    def last(self, part: str, kinds: tuple[str, ...]) -> dict[str, Any] | None:
-        return next(
-            (e for e in reversed(self.events) if e.get("part") == part and e.get("event") in kinds),
-            None,
-        )
 
 
 # --------------------------------------------------------------------------- one job
@@ -226,26 +179,18 @@ class _Job:
         """One sandbox for ``names``; returns the runs of the parts it got through."""
         limits = self.assignment.limits
         specs = {s.name: s for s in self.assignment.parts}
-        progress = _Progress(out / "progress.jsonl")  # re-pointed at the live /out while running
-        wall_s = limits.startup_s + sum(specs[n].time_limit_s for n in names)
-        current: dict[str, Any] = {"part": "", "since": time.monotonic()}
+        limits_s = {n: specs[n].time_limit_s for n in names}
+        wall_s = limits.startup_s + sum(limits_s.values())
+        progress = ProgressLog(names)
 
         def poll(live_out: Path) -> str | None:
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled("grading was cancelled")
-            progress.path = live_out / "progress.jsonl"
-            progress.read()
-            started = [e for e in progress.events if e.get("event") == "start"]
-            if started and started[-1]["part"] != current["part"]:
-                current["part"], current["since"] = started[-1]["part"], time.monotonic()
-            name = current["part"]
-            if name in specs and not progress.last(name, ("done", "failed")):
-                limit = specs[name].time_limit_s
-                if time.monotonic() - current["since"] > limit:
-                    return f"{name} over its {limit:g} s limit"
-            elif not name and time.monotonic() - current["since"] > limits.startup_s:
-                return f"the runner did not start within {limits.startup_s:g} s"
-            return None
+            try:
+                progress.read(live_out / PROGRESS_FILE)
+            except Exception:  # a bug of ours must not stop the clock: the timer still runs
+                log.exception("reading the progress of %s failed", names)
+            return progress.overdue(limits_s, startup_s=limits.startup_s)
 
         request = RunRequest(
             argv=(
@@ -270,42 +215,41 @@ class _Job:
             cwd="/tmp",
         )
         outcome = self.sandbox.run(request, poll=poll)
+        ended = time.monotonic()  # the job is dead and its output copied
         self.outcomes.append(outcome)
-        # The copy in ``out`` is complete; read it from the start.
-        progress = _Progress(out / "progress.jsonl")
-        progress.read()
+        # The copy in ``out`` holds what the live file held: read on from the same offset,
+        # to its end; events first seen now count as seen when the job had ended.
+        progress.read(out / PROGRESS_FILE, final=True, at=ended)
+        if progress.refused:
+            log.info("sandbox run of %s: %d progress lines refused", names, progress.refused)
         log.debug("sandbox run of %s: %s", names, outcome)
-        return self._part_runs(names, out, progress, outcome)
+        return self._part_runs(names, out, progress, outcome, ended)
 
     def _part_runs(
-        self, names: list[str], out: Path, progress: _Progress, outcome: RunOutcome
+        self, names: list[str], out: Path, progress: ProgressLog, outcome: RunOutcome, ended: float
     ) -> list[PartRun]:
+        """The runs of the parts this sandbox got to, timed by the host's clock alone."""
         specs = {s.name: s for s in self.assignment.parts}
         runs: list[PartRun] = []
         for name in names:
-            start = progress.last(name, ("start",))
-            if start is None:
+            clock = progress.clocks[name]
+            if not clock.start_seen and clock.ended_at is None:
                 break
-            end = progress.last(name, ("done", "failed"))
-            if not _is_num(start.get("t")):
-                runtime = outcome.wall_s
-            elif end is not None and _is_num(end.get("t")):
-                runtime = float(end["t"] - start["t"])
-            else:  # stopped while running: until now, give or take the copy-out
-                runtime = min(outcome.wall_s, max(0.0, time.time() - float(start["t"])))
-            if end is not None and end["event"] == "done":
+            runtime = clock.runtime(ended)
+            limit = specs[name].time_limit_s
+            if clock.ended_at is None:
+                runs.append(self._killed(specs[name], outcome, out, runtime))
+                break
+            if runtime > limit + LATE_SLACK_S:  # ended, but only after its limit on our clock
+                runs.append(self._late(specs[name], out, runtime))
+            elif clock.outcome == "done":
                 runs.append(PartRun(name, Status.GRADED, runtime_s=runtime, out_dir=out / name))
-                continue
-            if end is not None:
+            else:
                 runs.append(PartRun(
-                    name, Status.GRADED, failed=True, message=str(end.get("message", ""))[:2000],
-                    detail=str(end.get("traceback", ""))[:8000], runtime_s=runtime,
-                    out_dir=out / name,
+                    name, Status.GRADED, failed=True, message=clock.message,
+                    detail=clock.traceback, runtime_s=runtime, out_dir=out / name,
                 ))
-                continue
-            runs.append(self._killed(specs[name], outcome, out, runtime))
-            break
-        if not runs and progress.last(names[0], ("start",)) is None:
+        if not runs and not progress.clocks[names[0]].start_seen:
             if outcome.timed_out or outcome.out_of_memory:
                 raise GraderFault(
                     "The sandbox did not start the runner in time.",
@@ -317,6 +261,15 @@ class _Job:
             )
         return runs
 
+    def _late(self, spec: PartSpec, out: Path, runtime: float) -> PartRun:
+        """A part that reported its end only after its time limit, as the host's clock measured it."""
+        return PartRun(
+            spec.name, Status.TIMED_OUT,
+            message=_too_slow(spec),
+            detail=f"ended after {runtime:.1f} s by the grader's clock", runtime_s=runtime,
+            out_dir=out / spec.name,
+        )
+
     def _killed(self, spec: PartSpec, outcome: RunOutcome, out: Path, runtime: float) -> PartRun:
         """The part that was running when the sandbox ended without it finishing."""
         mib = self.assignment.limits.memory_bytes / 2**20
@@ -327,8 +280,7 @@ class _Job:
             message = f"{spec.title} used more than the {mib:.0f} MiB memory limit and was stopped."
         elif outcome.timed_out:
             status = Status.TIMED_OUT
-            message = (f"{spec.title} did not finish within {spec.time_limit_s:g} s on the hidden "
-                       "tests; make it faster or check for an endless loop.")
+            message = _too_slow(spec)
         elif outcome.output_exceeded:
             status = Status.CRASHED
             message = (f"{spec.title} wrote more than the "
@@ -385,8 +337,9 @@ class _Job:
         }
 
 
-def _is_num(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _too_slow(spec: PartSpec) -> str:
+    return (f"{spec.title} did not finish within {spec.time_limit_s:g} s on the hidden tests; "
+            "make it faster or check for an endless loop.")
 
 
 def _sandbox_env(threads: int) -> dict[str, str]:

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from grader.errors import GraderFault, GradingError
+from grader.text import clean_text, dump_json
 
 SCHEMA_VERSION = 1
 
@@ -23,6 +24,13 @@ class Status(StrEnum):
     OUT_OF_MEMORY = "out_of_memory"
     CRASHED = "crashed"
     GRADER_FAULT = "grader_fault"
+
+
+def _clean(obj: object, *names: str) -> None:
+    """Make the text fields ``names`` of a frozen result safe for JSON and every database
+    (``clean_text``): messages and details carry text the job wrote."""
+    for name in names:
+        object.__setattr__(obj, name, clean_text(getattr(obj, name)))
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -39,6 +47,9 @@ class TestResult:
     passed: bool
     message: str = ""
 
+    def __post_init__(self) -> None:
+        _clean(self, "name", "message")
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "passed": self.passed, "message": self.message}
 
@@ -54,6 +65,9 @@ class Flag:
 
     part: str
     reason: str
+
+    def __post_init__(self) -> None:
+        _clean(self, "part", "reason")
 
     def to_dict(self) -> dict[str, Any]:
         return {"part": self.part, "reason": self.reason}
@@ -82,6 +96,7 @@ class PartResult:
     private_metrics: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _clean(self, "name", "message", "detail")
         object.__setattr__(self, "status", Status(self.status))
         object.__setattr__(self, "metrics", _frozen(self.metrics))
         object.__setattr__(self, "public_metrics", _frozen(self.public_metrics))
@@ -141,6 +156,7 @@ class GradeResult:
     flags: tuple[Flag, ...] = ()  # for staff: see Flag
 
     def __post_init__(self) -> None:
+        _clean(self, "message", "detail")
         object.__setattr__(self, "status", Status(self.status))
         object.__setattr__(self, "parts", tuple(self.parts))
         object.__setattr__(self, "flags", tuple(self.flags))
@@ -177,7 +193,7 @@ class GradeResult:
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+        return dump_json(self.to_dict(), indent=indent)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GradeResult:

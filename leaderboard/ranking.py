@@ -24,6 +24,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from grader.config import Assignment, PartSpec
+from grader.text import dump_json
 from leaderboard.models import (
     AssignmentRow,
     BoardEntry,
@@ -339,7 +340,7 @@ def freeze_board(
                 submission_id=row.submission_id,
                 display_name=row.display_name if row.display_name != ANONYMOUS else "",
                 value=row.value,
-                metrics_json=json.dumps(dict(row.metrics)),
+                metrics_json=dump_json(dict(row.metrics), indent=None),
                 uploads=row.uploads,
                 submitted_at=row.submitted_at,
                 bonus=row.bonus,

@@ -9,7 +9,6 @@ lives, a duplicate message) still records exactly one result.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import secrets
@@ -29,6 +28,7 @@ from grader.config import Assignment
 from grader.faults import fault_result
 from grader.result import GradeResult, Status
 from grader.standing import ranked_metrics
+from grader.text import dump_json
 from leaderboard.db import session_scope
 from leaderboard.models import (
     AssignmentRow,
@@ -347,7 +347,7 @@ def rank_values(result: GradeResult, spec: Assignment) -> tuple[float | None, fl
     final, public = metrics
     metric = spec.ranked_metric
     value = final[metric]
-    return value, public.get(metric, value), json.dumps({"final": final, "public": public})
+    return value, public.get(metric, value), dump_json({"final": final, "public": public}, indent=None)
 
 
 def record_result(
@@ -413,8 +413,8 @@ def record_result(
                     max_score=part.max_score,
                     passed=part.passed,
                     message=part.message,
-                    metrics_json=json.dumps(dict(part.metrics)),
-                    public_metrics_json=json.dumps(dict(part.public_metrics)),
+                    metrics_json=dump_json(dict(part.metrics), indent=None),
+                    public_metrics_json=dump_json(dict(part.public_metrics), indent=None),
                 )
             )
         if sub.result_id is not None:

@@ -36,6 +36,7 @@ import numpy as np
 
 from grader.batch import BatchError
 from grader.result import GradeResult, Status
+from grader.text import dump_json
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ class ResultsStore:
         """Write one record atomically (replacing the one of the same zip and version)."""
         path = self.record_path(record.sha256, record.spec_version)
         path.parent.mkdir(exist_ok=True)
-        write_atomic(path, (json.dumps(record.to_dict(), indent=2) + "\n").encode())
+        write_atomic(path, (dump_json(record.to_dict(), indent=2) + "\n").encode())
         return path
 
     # ---- predictions (for `grader similarity`)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.sandbox.base import temp_prefix
+from grader.text import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ class OutputReport:
         """One line for the log, empty when nothing was dropped."""
         if not self.dropped:
             return ""
-        shown = ", ".join(self.dropped[:8]) + (" …" if len(self.dropped) > 8 else "")
+        # The names are the job's: undecodable bytes arrive as lone surrogates (os.fsdecode).
+        shown = ", ".join(clean_text(d, 200) for d in self.dropped[:8]) + (
+            " …" if len(self.dropped) > 8 else "")
         return f"[grader: not kept from /out: {shown}]"
 
     def annotate(self, stderr: str) -> str:
