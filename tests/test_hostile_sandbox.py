@@ -27,7 +27,7 @@ from grader.datasets.manifest import load_manifest
 from grader.pipeline import RUNNER_DIR
 from grader.sandbox import Mount, RunRequest, SandboxLimits, get_sandbox
 from grader.sandbox.base import sandbox_host_ids
-from tests.conftest import SOLUTION
+from tests.conftest import ROOT, SOLUTION
 
 PY = Path(sys.executable)
 MiB = 2**20
@@ -140,14 +140,16 @@ def test_no_file_inside_is_a_hidden_labels_file(sandbox, tmp_path, mounts, grade
     assert not any(p.startswith("/usr/share") for p in report["digests"])
 
 
-def test_public_dataset_folder_is_not_visible(sandbox, tmp_path, mounts):
-    code = ("import json, os\nprint(json.dumps({p: os.path.exists(p) for p in "
-            "['/usr/share', '/usr/share/datasets', '/usr/local/etc', '/usr/bin', "
-            f"{str(Path.cwd())!r}, {str(Path(__file__).parent)!r}]}}))\n")
-    outcome = run(sandbox, tmp_path, mounts, code)
+def test_host_data_and_project_tree_are_not_visible(sandbox, tmp_path, mounts):
+    # The project's own files (its venv may be bound, below the checkout, but nothing else).
+    project = [str(ROOT / name) for name in ("grader", "tests", "hidden_tests", "pyproject.toml",
+                                             "var", ".git")]
+    code = ("import json, os, sys\nprint(json.dumps({p: os.path.exists(p) for p in "
+            "['/usr/share', '/usr/share/datasets', '/usr/local/etc', '/usr/bin'] + sys.argv[1:]}))\n")
+    outcome = run(sandbox, tmp_path, mounts, code, *project)
     seen = json.loads(outcome.stdout)
     assert not seen["/usr/share/datasets"]
-    assert not seen[str(Path(__file__).parent)], "the project tree is visible"
+    assert not [p for p in project if seen[p]], "the project tree is visible"
     if sandbox.name == "bwrap":  # docker's image is its own bare userland, with /usr/bin
         assert not any(seen.values()), seen
 
@@ -163,7 +165,7 @@ for root, dirs, names in os.walk('/'):
     if root in own or root.startswith(tuple(p + '/' for p in own)):
         dirs[:] = []
         continue
-    paths += [os.path.join(root, n) for n in dirs + names]
+    paths += [p for p in (os.path.join(root, n) for n in dirs + names) if p not in own]
 paths += ['/', '/dev', '/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty']
 def attempts(path):
     yield 'chmod', lambda: os.chmod(path, 0o777)
@@ -175,11 +177,20 @@ def attempts(path):
         yield 'truncate', lambda: os.truncate(path, 0)
         yield 'open-w', lambda: open(path, 'w').close()
 for path in paths:
+    try:
+        st = os.stat(path)
+    except OSError:
+        continue
     for what, attempt in attempts(path):
         tried += 1
         try:
             attempt()
-            done.append(f'{what} {path}')
+            done.append(f'{what} {os.path.realpath(path)}')  # docker's /etc/mtab -> /proc
+        except OSError:
+            continue
+        try:  # should this ever work, leave the machine usable (chmod 000 /dev/null ...)
+            os.chmod(path, st.st_mode & 0o7777)
+            os.chown(path, st.st_uid, st.st_gid)
         except OSError:
             pass
 with open('/out/tamper.json', 'w') as fh:
@@ -188,15 +199,25 @@ with open('/out/tamper.json', 'w') as fh:
 
 
 def host_state(paths: list[Path]) -> dict[str, tuple]:
-    """Mode, owner, ctime and (for small regular files) content digest of each host path."""
+    """Mode, owner, ctime, link count and (small regular files) content digest of each path."""
     state = {}
     for path in paths:
         st = os.stat(path)
         digest = ""
         if path.is_file() and st.st_size < 4 * MiB:
             digest = sha256(path.read_bytes())
-        state[str(path)] = (st.st_mode, st.st_uid, st.st_gid, st.st_ctime_ns, st.st_size, digest)
+        state[str(path)] = (st.st_mode, st.st_uid, st.st_gid, st.st_ctime_ns, st.st_nlink,
+                            st.st_size, digest)
     return state
+
+
+def changed(before: tuple, after: tuple) -> bool:
+    """Whether the job changed the file. A new or removed hard link elsewhere also moves the
+    ctime (here: worktrees whose venvs are hard-linked copies), so the ctime counts only when
+    the link count stayed the same."""
+    if before[3] != after[3] and before[4] != after[4]:
+        return before[:3] + before[5:] != after[:3] + after[5:]
+    return before != after
 
 
 def test_job_cannot_change_host_files_it_sees(sandbox, tmp_path, mounts):
@@ -218,11 +239,14 @@ def test_job_cannot_change_host_files_it_sees(sandbox, tmp_path, mounts):
     report = json.loads((tmp_path / "out" / "tamper.json").read_text())
     assert report["paths"] > 1000, "the job saw too little to mean anything"
     after = host_state(watched)
-    changed = {path: (before[path], after[path]) for path in before if before[path] != after[path]}
-    assert not changed, (changed, report["done"][:20])
-    # Nothing of the host may be changed from inside; only the job's own character devices
-    # (docker's /dev) and its own /dev folder may be (a fresh tmpfs under bwrap).
-    host_changes = [d for d in report["done"] if not d.split(" ", 1)[1].startswith("/dev")]
+    moved = {path: (before[path], after[path]) for path in before
+             if changed(before[path], after[path])}
+    assert not moved, (moved, report["done"][:20])
+    # Nothing of the host may be changed from inside; only the job's own /dev (a fresh tmpfs
+    # under bwrap, the engine's nodes under docker) and its own /proc files may be.
+    host_changes = [d for d in report["done"] if not any(
+        d.split(" ", 1)[1] == own or d.split(" ", 1)[1].startswith(own + "/")
+        for own in ("/dev", "/proc"))]
     assert not host_changes, host_changes[:20]
 
 
