@@ -300,6 +300,9 @@ class _Job:
         except OSError as exc:
             os.close(status_w)
             raise GraderFault(f"cannot pass the sandbox's options to bubblewrap: {exc}") from exc
+        except GraderFault:  # a view could not be made
+            os.close(status_w)
+            raise
         # Only the job's own argv (paths as seen inside) is on the command line.
         argv = [self.sandbox.bwrap, "--args", str(options_fd), "--", *self.request.argv]
         procs_fds = [os.open(f, os.O_WRONLY | os.O_CLOEXEC)
