@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import json
 import os
+import pwd
 import sys
 import uuid
 from pathlib import Path
@@ -24,9 +25,13 @@ import pytest
 
 from grader.config import SandboxSettings, Settings
 from grader.datasets.manifest import load_manifest
+from grader.errors import GraderFault
 from grader.pipeline import RUNNER_DIR
-from grader.sandbox import Mount, RunRequest, SandboxLimits, get_sandbox
+from grader.sandbox import Mount, RunRequest, SandboxLimits, base, get_sandbox
 from grader.sandbox.base import sandbox_host_ids
+from grader.sandbox.cgroups import mount_points
+from grader.sandbox.runtime import runtime_for
+from grader.sandbox.views import persistent_view
 from tests.conftest import ROOT, SOLUTION
 
 PY = Path(sys.executable)
@@ -299,3 +304,43 @@ def job_uids(marker: str) -> list[list[int]]:
             line = next(ln for ln in status.splitlines() if ln.startswith("Uid:"))
             found.append([int(v) for v in line.split()[1:]])
     return found
+
+
+# --------------------------------------------------------------------------- set-up rules
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a grader that is not root runs jobs as itself")
+def test_root_grader_without_the_sandbox_user_refuses_with_the_fix(monkeypatch):
+    monkeypatch.setattr(base, "SANDBOX_USER", f"no-such-user-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(GraderFault, match=r"does not exist; run scripts/sandbox-user\.sh"):
+        base.sandbox_host_ids()
+
+
+def test_sandbox_user_is_never_root():
+    uid, gid = sandbox_host_ids()
+    assert uid != 0
+    assert gid != 0
+    if os.geteuid() == 0:
+        assert pwd.getpwuid(uid).pw_name == base.SANDBOX_USER
+    else:
+        assert uid == os.geteuid()
+
+
+def test_runtime_holds_no_host_data():
+    runtime = runtime_for(str(PY))
+    every = [*runtime.dirs, *runtime.files, *(link for link, _ in runtime.links)]
+    assert not [p for p in every if p.startswith(("/usr/share", "/usr/local/etc", "/etc/")) and
+                p != "/etc/ld.so.cache"]
+    assert not [p for p in every if p.startswith(str(ROOT) + "/") and
+                not p.startswith(sys.prefix + "/")], "only the venv of the project tree is bound"
+    assert any(os.path.basename(p).startswith("ld-linux") for p in runtime.files), \
+        "the dynamic loader"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="views are made by a root grader only")
+def test_views_are_made_once_and_read_only():
+    source = os.path.dirname(os.path.realpath(os.__file__))  # the stdlib (under /root here)
+    first, second = persistent_view(source), persistent_view(source)
+    assert first == second
+    assert sum(1 for m in mount_points() if m == first) == 1
+    with pytest.raises(OSError, match="Read-only"):
+        os.utime(first, None)
