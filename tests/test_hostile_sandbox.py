@@ -344,3 +344,12 @@ def test_views_are_made_once_and_read_only():
     assert sum(1 for m in mount_points() if m == first) == 1
     with pytest.raises(OSError, match="Read-only"):
         os.utime(first, None)
+
+
+def test_mount_the_sandbox_user_cannot_read_is_refused(sandbox, tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    if os.geteuid() != 0:
+        pytest.skip("a grader that is not root runs jobs as itself, the owner")
+    with pytest.raises(GraderFault, match=rf"not readable by the sandbox user \(uid {sandbox.ids[0]}"):
+        run(sandbox, tmp_path, (Mount(private, "/submission"),), "pass")

@@ -41,6 +41,7 @@ from grader.sandbox.base import (
     Poll,
     RunOutcome,
     RunRequest,
+    check_readable,
     check_request,
     cpu_quota,
     cpu_unlimited_note,
@@ -133,6 +134,8 @@ class BwrapSandbox:
         """Run one request in a fresh sandbox; student failures come back in the outcome."""
         check_request(request)
         refuse_writable_mounts(request, self.name)
+        for mount in request.mounts:  # the folders above it are made reachable by views
+            check_readable(os.fspath(mount.source), self.ids)
         runtime = runtime_for(os.fspath(request.python))
         job = _Job(self, request, runtime)
         try:
