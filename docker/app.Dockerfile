@@ -42,6 +42,10 @@ COPY docker/entrypoint.sh docker/healthcheck.py /opt/cnn-grader/docker/
 RUN set -eu; PIP_CERT=/opt/build/cacert.pem /opt/venv/bin/pip install -q --no-deps -e /opt/cnn-grader; \
     chmod -R a+rX /opt/cnn-grader; \
     useradd --system --uid 10001 --home-dir /srv --shell /usr/sbin/nologin grader; \
+    # The uid:gid the worker (root) runs every sandbox container as, never root (grader/sandbox/
+    # base.py sandbox_host_ids; scripts/sandbox-user.sh on a host).
+    useradd --system --user-group --uid 10002 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin grader-sandbox; \
     mkdir -p /srv/instance/uploads; chown -R grader:grader /srv/instance
 ENV PATH=/opt/venv/bin:${PATH} PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     LEADERBOARD_INSTANCE=/srv/instance GRADER_HOME=/srv/grader

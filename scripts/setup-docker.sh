@@ -41,6 +41,10 @@ if [ ${#packages[@]} -gt 0 ]; then
     "${packages[@]}" >/dev/null
 fi
 
+# --- the sandbox's user ---------------------------------------------------------------------------
+# Containers run as its uid:gid (grader/sandbox/docker.py); see scripts/sandbox-user.sh.
+scripts/sandbox-user.sh
+
 # --- engine ------------------------------------------------------------------------------------
 engine_up() { docker info >/dev/null 2>&1; }
 if ! engine_up; then

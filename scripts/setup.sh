@@ -30,6 +30,10 @@ if [ ${#packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
 
+# --- the sandbox's user -----------------------------------------------------------------------
+# Jobs run as the system user grader-sandbox, never as host root (scripts/sandbox-user.sh).
+scripts/sandbox-user.sh
+
 # --- Python environment ----------------------------------------------------------------------
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
+import pwd
+import stat
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +23,9 @@ from typing import Protocol
 from grader.errors import GraderFault
 
 OUT_TARGET = "/out"
-SANDBOX_UID = 65534  # the job's uid and gid ("nobody"), in every isolating backend
+SANDBOX_UID = 65534  # the job's uid and gid ("nobody") as the job sees them (bwrap)
+SANDBOX_USER = "grader-sandbox"  # the host user a root grader runs every job as
+SANDBOX_USER_FIX = "run scripts/sandbox-user.sh"
 # Sandbox paths a Mount may not cover: the system, /proc, /dev, the private /tmp, /out.
 RESERVED_TARGETS = (
     "/proc", "/dev", "/tmp", "/etc", "/usr", "/bin", "/sbin",
@@ -174,6 +178,69 @@ def python_prefixes(python: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(line for line in done.stdout.splitlines() if line.startswith("/")))
 
 
+def sandbox_host_ids() -> tuple[int, int]:
+    """The host uid:gid every sandboxed job runs as; never 0.
+
+    A grader running as root runs jobs as the system user ``grader-sandbox`` (made by
+    scripts/sandbox-user.sh): as host root, a job could chmod or chown the host files it sees
+    (the device nodes bound into /dev). A grader that is not root runs them as itself.
+    """
+    if os.geteuid() != 0:
+        return os.geteuid(), os.getegid()
+    try:
+        entry = pwd.getpwnam(SANDBOX_USER)
+    except KeyError:
+        raise GraderFault(f"the sandbox user {SANDBOX_USER} does not exist; "
+                          f"{SANDBOX_USER_FIX}") from None
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise GraderFault(f"the sandbox user {SANDBOX_USER} must not be uid or gid 0")
+    return entry.pw_uid, entry.pw_gid
+
+
+def _allowed(st: os.stat_result, uid: int, gid: int, bits: int) -> bool:
+    """``bits`` (r=4, w=2, x=1) granted to uid:gid (no supplementary groups) by the mode."""
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        return (st.st_mode >> 6) & bits == bits
+    if st.st_gid == gid:
+        return (st.st_mode >> 3) & bits == bits
+    return st.st_mode & bits == bits
+
+
+def readable_by(path: str, uid: int, gid: int) -> bool:
+    """``path`` itself can be read (and a folder entered) by uid:gid."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return _allowed(st, uid, gid, 5 if stat.S_ISDIR(st.st_mode) else 4)
+
+
+def reachable_by(path: str, uid: int, gid: int) -> bool:
+    """uid:gid can reach ``path`` (enter every folder on the way) and read it."""
+    current = "/"
+    for part in Path(os.path.abspath(path)).parts[1:-1]:
+        current = os.path.join(current, part)
+        try:
+            if not _allowed(os.stat(current), uid, gid, 1):
+                return False
+        except OSError:
+            return False
+    return readable_by(path, uid, gid)
+
+
+def check_readable(source: str, ids: tuple[int, int]) -> None:
+    """GraderFault unless the sandbox user ``ids`` may read the mount source ``source`` itself
+    (the folders above it are the backend's business: docker creates them, bwrap uses views)."""
+    if not os.path.exists(source):
+        raise GraderFault(f"mount source {source} does not exist")
+    if not readable_by(source, *ids):
+        mode = stat.S_IMODE(os.stat(source).st_mode)
+        raise GraderFault(f"mount source {source} is not readable by the sandbox user (uid "
+                          f"{ids[0]}, mode {mode:04o}); make it world-readable (chmod o+rX)")
+
+
 def available_cores() -> int:
     """The cores this process may run on."""
     try:
@@ -200,7 +267,7 @@ def cpu_unlimited_note() -> str:
 # --------------------------------------------------------------------------- temporary paths
 
 # What the grader makes in its work folder; see grader/leftovers.py for why names carry owners.
-TEMP_KINDS = ("grade", "grader-run", "grader-etc", "grader-local", "archive")
+TEMP_KINDS = ("grade", "grader-run", "grader-etc", "grader-local", "grader-view", "archive")
 
 
 def pid_namespace() -> str:

@@ -1,10 +1,19 @@
 """The bubblewrap backend: one fresh sandbox per run, limited by cgroups, rlimits and tmpfs sizes.
 
-Inside the job sees a read-only system (/usr and the /bin, /lib… links), a made-up
-minimal /etc, the interpreter's prefixes, the request's read-only mounts, a private
-/proc (read-only) and /dev, size-limited tmpfs /tmp and /dev/shm, and /out. It runs as
-uid 65534 in fresh user, pid, network (loopback only), ipc, uts and cgroup namespaces
-with no capabilities, no_new_privs and no way to create further user namespaces.
+Inside the job sees only a minimal runtime (``runtime.py``: the interpreter, its standard
+library, the venv's site-packages and the shared libraries they load, each at its own path;
+no wholesale /usr, nothing of /usr/share, /usr/local/etc or the project tree), a made-up
+minimal /etc, the request's read-only mounts, a private /proc (read-only) and /dev,
+size-limited tmpfs /tmp and /dev/shm, and /out. It runs as uid 65534 in fresh user, pid,
+network (loopback only), ipc, uts and cgroup namespaces with no capabilities, no_new_privs and
+no way to create further user namespaces.
+
+A grader running as root starts bwrap as the system user ``grader-sandbox``
+(``base.sandbox_host_ids``), so the job's uid 65534 is that host uid, never host uid 0: the
+host device nodes bound into /dev and every bound file stay out of its reach (chmod, chown,
+utime fail). What that user may not reach on the host (the interpreter under the 0700 /root,
+the 0700 run folders) the grader binds read-only under a root-owned folder first (``views.py``)
+and bwrap binds that view at the original path. /out's tmpfs root is owned by the user.
 bwrap's options come from a memfd (``--args``): its command line, which the job can read as
 /proc/1/cmdline, holds only the job's own argv.
 """
@@ -28,27 +37,32 @@ from grader.errors import GraderFault
 from grader.sandbox.base import (
     OUT_TARGET,
     SANDBOX_UID,
+    SANDBOX_USER,
     Poll,
     RunOutcome,
     RunRequest,
+    check_readable,
     check_request,
     cpu_quota,
     cpu_unlimited_note,
     default_env,
-    is_under,
-    python_prefixes,
+    reachable_by,
     refuse_writable_mounts,
+    sandbox_host_ids,
     temp_prefix,
 )
 from grader.sandbox.cgroups import PARENT_NAME, Cgroup, CgroupRoot, CgroupUnavailable, find_cgroups
 from grader.sandbox.outdir import PAGE, OutputFolder
 from grader.sandbox.process import bind_poll, exit_status, rlimit_setter, supervise
+from grader.sandbox.runtime import Runtime, runtime_for
+from grader.sandbox.views import VIEWS_ROOT, RunViews, persistent_view
 
 logger = logging.getLogger(__name__)
 
 OPEN_FILES = 1024
-SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
-HOST_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d")
+# Top-level links of a merged-/usr system (/lib -> usr/lib ...), re-made inside: the loader's
+# paths (/lib/x86_64-linux-gnu/libc.so.6, /lib64/ld-linux-x86-64.so.2) go through them.
+SYSTEM_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 GENERATED_ETC = {
     "passwd": "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
               f"nobody:x:{SANDBOX_UID}:{SANDBOX_UID}:nobody:/tmp:/usr/sbin/nologin\n",
@@ -82,6 +96,12 @@ class BwrapSandbox:
         self.bwrap = find_bwrap()
         self.work_dir = settings.work_dir
         self.can_mount = os.geteuid() == 0
+        self.ids = sandbox_host_ids()  # the job's host uid:gid; GraderFault if the user is missing
+        self.as_user = os.geteuid() == 0  # root starts bwrap as that user; others as themselves
+        if self.as_user:
+            from grader.leftovers import sweep_once
+
+            sweep_once(VIEWS_ROOT)  # the run views of grader processes that died
         self.cgroups: CgroupRoot | None = None
         reason = "disabled for this sandbox"
         if use_cgroups:
@@ -102,6 +122,7 @@ class BwrapSandbox:
         """The made-up /etc files (passwd, group, nsswitch.conf, hosts), written once."""
         if self._etc is None or not self._etc.is_dir():
             etc = Path(tempfile.mkdtemp(prefix=temp_prefix("grader-etc"), dir=self.work_dir))
+            etc.chmod(0o755)
             for name, text in GENERATED_ETC.items():
                 (etc / name).write_text(text)
                 (etc / name).chmod(0o444)
@@ -113,8 +134,10 @@ class BwrapSandbox:
         """Run one request in a fresh sandbox; student failures come back in the outcome."""
         check_request(request)
         refuse_writable_mounts(request, self.name)
-        prefixes = python_prefixes(os.fspath(request.python))
-        job = _Job(self, request, prefixes)
+        for mount in request.mounts:  # the folders above it are made reachable by views
+            check_readable(os.fspath(mount.source), self.ids)
+        runtime = runtime_for(os.fspath(request.python))
+        job = _Job(self, request, runtime)
         try:
             return job.run(poll)
         finally:
@@ -124,22 +147,28 @@ class BwrapSandbox:
 class _Job:
     """The state of one run, so every exit path cleans up the same way."""
 
-    def __init__(self, sandbox: BwrapSandbox, request: RunRequest,
-                 prefixes: tuple[str, ...]) -> None:
+    def __init__(self, sandbox: BwrapSandbox, request: RunRequest, runtime: Runtime) -> None:
         self.sandbox = sandbox
         self.request = request
-        self.prefixes = prefixes
+        self.runtime = runtime
         self.limits = request.limits
         self.out = OutputFolder(request.output_dir, work_dir=sandbox.work_dir,
-                                limit_bytes=self.limits.output_bytes, can_mount=sandbox.can_mount)
+                                limit_bytes=self.limits.output_bytes, can_mount=sandbox.can_mount,
+                                owner=sandbox.ids)
+        self.views = RunViews()
+        uid = sandbox.ids[0]
         self.cgroup: Cgroup | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.status_r = -1
         self.enforced: dict[str, str] = {
             "wall": "host timer",
             "network": "netns (loopback only)",
-            "filesystem": "mount namespace (read-only binds)",
-            "user": f"userns uid {SANDBOX_UID}, no capabilities, no new userns",
+            "filesystem": "mount namespace, read-only binds of the minimal runtime (no /usr)",
+            "user": (f"userns uid {SANDBOX_UID} = host uid {uid}"
+                     f"{' (' + SANDBOX_USER + ')' if sandbox.as_user else ''}, "
+                     "no capabilities, no new userns"),
+            "views": ("host paths the sandbox user cannot reach are bound read-only under "
+                      f"{VIEWS_ROOT} by the grader first" if sandbox.as_user else "none"),
             "tmp": "tmpfs size",
             "file_size": "RLIMIT_FSIZE",
             "open_files": "RLIMIT_NOFILE",
@@ -159,41 +188,43 @@ class _Job:
         ]
         for key, value in default_env(request).items():
             args += ["--setenv", key, value]
-        bound = []
-        for name in SYSTEM_DIRS:
+        for name in SYSTEM_LINKS:
             host = Path("/", name)
             if host.is_symlink():
                 args += ["--symlink", os.readlink(host), f"/{name}"]
-            elif host.is_dir():
-                args += ["--ro-bind", str(host), f"/{name}"]
-                bound.append(f"/{name}")
+        runtime = self.runtime
+        for folder in runtime.dirs:
+            args += ["--ro-bind", self._source(folder, keep=True), folder]
+        for file in runtime.files:
+            args += ["--ro-bind", self._source(file, keep=True), file]
+        for link, text in runtime.links:
+            args += ["--symlink", text, link]
         args += ["--dir", "/etc"]
-        etc = self.sandbox.etc_dir()
+        etc = Path(self._source(os.fspath(self.sandbox.etc_dir())))
         for name in GENERATED_ETC:
             args += ["--ro-bind", str(etc / name), f"/etc/{name}"]
-        for name in HOST_ETC_FILES:
-            if os.path.exists(f"/etc/{name}"):
-                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-        if os.path.islink("/etc/localtime"):
-            args += ["--symlink", os.readlink("/etc/localtime"), "/etc/localtime"]
-        elif os.path.isfile("/etc/localtime"):
-            args += ["--ro-bind", "/etc/localtime", "/etc/localtime"]
         tmp_size = str(max(PAGE, limits.tmp_bytes))
         args += [
             "--proc", "/proc", "--dev", "/dev",
             "--perms", "1777", "--size", tmp_size, "--tmpfs", "/tmp",
             "--perms", "1777", "--size", tmp_size, "--tmpfs", "/dev/shm",
         ]
-        for prefix in self.prefixes:
-            if not any(is_under(prefix, r) for r in bound):
-                args += ["--ro-bind", prefix, prefix]
         for mount in request.mounts:
-            args += ["--ro-bind", os.fspath(mount.source), mount.target]
-        args += ["--bind", os.fspath(out_source), OUT_TARGET]
-        # /proc read-only: the job is host uid 0 in its user namespace, and /proc/sys files
-        # owned by host root would otherwise be writable to it.
+            args += ["--ro-bind", self._source(os.fspath(mount.source)), mount.target]
+        args += ["--bind", self._source(os.fspath(out_source), writable=True), OUT_TARGET]
+        # /proc read-only: the job is root in its own user namespace, and /proc/sys files owned
+        # by that namespace's root would otherwise be writable to it.
         args += ["--remount-ro", "/proc", "--remount-ro", "/", "--chdir", request.cwd]
         return args
+
+    def _source(self, path: str, *, keep: bool = False, writable: bool = False) -> str:
+        """Where bwrap (running as the sandbox user) binds ``path`` from: the path itself, or a
+        view of it made by the grader (root) when the user cannot reach it (views.py)."""
+        if not self.sandbox.as_user or reachable_by(path, *self.sandbox.ids):
+            return path
+        if keep:
+            return os.fspath(persistent_view(path))
+        return os.fspath(self.views.view(path, writable=writable))
 
     def _options_fd(self, options: list[str]) -> int:
         """A memfd holding ``options`` NUL-separated, for ``bwrap --args FD``.
@@ -272,11 +303,19 @@ class _Job:
         except OSError as exc:
             os.close(status_w)
             raise GraderFault(f"cannot pass the sandbox's options to bubblewrap: {exc}") from exc
+        except GraderFault:  # a view could not be made
+            os.close(status_w)
+            raise
         # Only the job's own argv (paths as seen inside) is on the command line.
         argv = [self.sandbox.bwrap, "--args", str(options_fd), "--", *self.request.argv]
         procs_fds = [os.open(f, os.O_WRONLY | os.O_CLOEXEC)
                      for f in (self.cgroup.procs_files() if self.cgroup else ())]
         set_rlimits = rlimit_setter(self._rlimits())
+        # As root: bwrap runs as the sandbox user (Popen switches uid before preexec_fn; the
+        # cgroup.procs files were opened above by root, and writing "0" moves the writer).
+        user: dict[str, object] = {}
+        if self.sandbox.as_user:
+            user = {"user": self.sandbox.ids[0], "group": self.sandbox.ids[1], "extra_groups": []}
 
         def preexec() -> None:  # in the child, before bwrap is executed; allocates nothing
             for fd in procs_fds:
@@ -288,7 +327,7 @@ class _Job:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env={}, cwd="/", preexec_fn=preexec, pass_fds=(status_w, options_fd),
-                start_new_session=True,
+                start_new_session=True, **user,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise GraderFault(f"could not start bubblewrap: {exc}") from exc
@@ -360,4 +399,5 @@ class _Job:
             self._remove_cgroup()
         except GraderFault:
             logger.exception("sandbox cleanup")
+        self.views.release()  # first: a view of /out holds its tmpfs
         self.out.release()

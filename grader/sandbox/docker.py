@@ -7,11 +7,14 @@ bound read-only at their own paths, unless the image provides the interpreter it
 ``org.cnn-grader.python``). ``/out`` is the same host tmpfs as in the bwrap backend, so
 ``poll`` reads it live and a flood ends in ENOSPC inside.
 
-The job runs as uid 65534 with ``--network none`` (loopback only), ``--read-only``,
-``--cap-drop ALL``, ``no-new-privileges``, ``--pids-limit``, ``--memory`` = ``--memory-swap``,
-``--cpus``, size-limited tmpfs /tmp and /dev/shm, rlimits (fsize, nofile, core) and
-docker-init as pid 1, so everything it started dies with it; no log driver, so an output
-flood never reaches the engine's disk. The wall clock is the host's: ``docker kill`` ends the
+The job runs as the host uid:gid of the ``grader-sandbox`` system user
+(``base.sandbox_host_ids``; the grader's own when it is not root), never 0, with
+``--network none`` (loopback only), ``--read-only``, ``--cap-drop ALL``, ``no-new-privileges``,
+``--pids-limit``, ``--memory`` = ``--memory-swap``, ``--cpus``, size-limited tmpfs /tmp and
+/dev/shm, rlimits (fsize, nofile, core) and docker-init as pid 1, so everything it started dies
+with it; no log driver, so an output flood never reaches the engine's disk. The engine makes
+the container's own /dev nodes, and the image is a bare Debian userland with no data of the
+host (no /usr/share/datasets). The wall clock is the host's: ``docker kill`` ends the
 container. The container is removed by ``--rm``, or by ``docker rm --force`` on every other
 path; containers are named ``grader-run-<pid>-…`` and labelled, so those of a grader process
 that died are found and removed when the next sandbox is made.
@@ -36,7 +39,6 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import time
 from pathlib import Path
@@ -46,10 +48,11 @@ from grader.errors import GraderFault
 from grader.sandbox.base import (
     OUT_TARGET,
     RESERVED_TARGETS,
-    SANDBOX_UID,
+    SANDBOX_USER,
     Poll,
     RunOutcome,
     RunRequest,
+    check_readable,
     check_request,
     cpu_quota,
     cpu_unlimited_note,
@@ -58,6 +61,7 @@ from grader.sandbox.base import (
     process_alive,
     python_prefixes,
     refuse_writable_mounts,
+    sandbox_host_ids,
 )
 from grader.sandbox.cgroups import (
     CgroupStats,
@@ -131,19 +135,6 @@ def _owner_pid(name: str) -> int | None:
     return None
 
 
-def _check_readable(source: str) -> None:
-    """The job's uid is a real host uid here (bwrap maps it to ours): mounts must let it read."""
-    try:
-        mode = os.stat(source).st_mode
-    except OSError as exc:
-        raise GraderFault(f"mount source {source} cannot be read: {exc}") from exc
-    need = 0o005 if stat.S_ISDIR(mode) else 0o004
-    if mode & need != need:
-        raise GraderFault(f"mount source {source} is not readable by the sandbox user (uid "
-                          f"{SANDBOX_UID}, mode {stat.S_IMODE(mode):04o}); make it world-readable "
-                          "(chmod o+rX)")
-
-
 class DockerSandbox:
     """Runs each request in a fresh container; see the module docstring for what it enforces."""
 
@@ -154,6 +145,7 @@ class DockerSandbox:
         self.image = settings.docker_image
         self.work_dir = settings.work_dir
         self.can_mount = os.geteuid() == 0
+        self.ids = sandbox_host_ids()  # the container's uid:gid; GraderFault if the user is missing
         self.host = socket.gethostname()
         version = self.cli("version", "--format", "{{.Server.Version}}")
         if version.returncode != 0 or not version.stdout.strip():
@@ -231,7 +223,7 @@ class DockerSandbox:
             raise GraderFault(f"the docker backend cannot run a program named {request.argv[0]!r}")
         interpreter = self.interpreter_mounts(request.python)
         for source in (*interpreter, *(os.fspath(m.source) for m in request.mounts)):
-            _check_readable(source)
+            check_readable(source, self.ids)
         job = _Job(self, request, interpreter)
         try:
             return job.run(poll)
@@ -252,7 +244,8 @@ class _Job:
         self.container = NAME_PREFIX + name
         self.cgroup = EngineParent(name, sandbox.cgroup_version) if sandbox.cgroup_version else None
         self.out = OutputFolder(request.output_dir, work_dir=sandbox.work_dir,
-                                limit_bytes=self.limits.output_bytes, can_mount=sandbox.can_mount)
+                                limit_bytes=self.limits.output_bytes, can_mount=sandbox.can_mount,
+                                owner=sandbox.ids)
         self.proc: subprocess.Popen[bytes] | None = None
         self.removed = False
         self.cpus = cpu_quota(self.limits.cpus)  # None: the whole machine (the engine refuses more)
@@ -260,7 +253,9 @@ class _Job:
             "wall": "host timer (docker kill)",
             "network": "docker --network none (loopback only)",
             "filesystem": "docker --read-only image root, read-only binds",
-            "user": f"uid {SANDBOX_UID}, docker --cap-drop ALL, no-new-privileges",
+            "user": (f"host uid {sandbox.ids[0]}"
+                     f"{' (' + SANDBOX_USER + ')' if os.geteuid() == 0 else ''}, "
+                     "docker --cap-drop ALL, no-new-privileges, the engine's own /dev"),
             "memory": "docker --memory",
             "swap": "docker --memory-swap = --memory",
             "pids": "docker --pids-limit",
@@ -283,7 +278,7 @@ class _Job:
             "--label", f"{RUN_LABEL}=run", "--label", f"{HOST_LABEL}={self.sandbox.host}",
             "--pull", "never", "--init", "--sig-proxy=false", "--log-driver", "none",
             "--network", "none", "--hostname", "sandbox", "--ipc", "private",
-            "--read-only", "--user", f"{SANDBOX_UID}:{SANDBOX_UID}",
+            "--read-only", "--user", f"{self.sandbox.ids[0]}:{self.sandbox.ids[1]}",
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "--memory", str(limits.memory_bytes), "--memory-swap", str(limits.memory_bytes),
             "--pids-limit", str(limits.processes),

@@ -65,10 +65,13 @@ class OutputReport:
         return stderr + ("\n" if stderr and not stderr.endswith("\n") else "") + self.note() + "\n"
 
 
-def mount_tmpfs(target: Path, *, size_bytes: int, max_entries: int = MAX_OUTPUT_ENTRIES) -> None:
-    """Mount a fresh tmpfs on ``target``; raises OSError (e.g. EPERM when not root)."""
+def mount_tmpfs(target: Path, *, size_bytes: int, max_entries: int = MAX_OUTPUT_ENTRIES,
+                owner: tuple[int, int] | None = None) -> None:
+    """Mount a fresh tmpfs on ``target``, its root owned by ``owner`` (uid, gid) and mode 0700,
+    or mode 0777 without one; raises OSError (e.g. EPERM when not root)."""
     size = max(PAGE, size_bytes)  # size=0 would mean "unbounded"
-    options = f"size={size},nr_inodes={max(2, max_entries)},mode=0777".encode()
+    who = f"uid={owner[0]},gid={owner[1]},mode=0700" if owner else "mode=0777"
+    options = f"size={size},nr_inodes={max(2, max_entries)},{who}".encode()
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     if _libc.mount(b"tmpfs", os.fsencode(target), b"tmpfs", flags, options) != 0:
         code = ctypes.get_errno()
@@ -220,11 +223,12 @@ class OutputFolder:
     mount, else ``output_dir`` itself. ``release`` unmounts and removes the run folder."""
 
     def __init__(self, output_dir: Path, *, work_dir: Path | None, limit_bytes: int,
-                 can_mount: bool) -> None:
+                 can_mount: bool, owner: tuple[int, int] | None = None) -> None:
         self.output_dir = output_dir
         self.mount_point = Path(tempfile.mkdtemp(prefix=temp_prefix("grader-run"), dir=work_dir))
         self.limit_bytes = limit_bytes
         self.can_mount = can_mount
+        self.owner = owner  # the job's host uid:gid, who owns /out's root
         self.mounted: Path | None = None
         self.enforced = ""
 
@@ -233,7 +237,7 @@ class OutputFolder:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if self.can_mount:
             try:
-                mount_tmpfs(self.mount_point, size_bytes=self.limit_bytes)
+                mount_tmpfs(self.mount_point, size_bytes=self.limit_bytes, owner=self.owner)
             except OSError as exc:
                 logger.warning("no tmpfs for /out (%s); bounding output by RLIMIT_FSIZE only", exc)
             else:
@@ -241,6 +245,8 @@ class OutputFolder:
                 self.enforced = "tmpfs on the host (size + inode limit)"
                 return self.mount_point
         self.enforced = "RLIMIT_FSIZE + post-run check (host disk not protected)"
+        if self.owner is not None and os.geteuid() == 0:
+            os.chown(self.output_dir, *self.owner)
         return self.output_dir
 
     def collect(self) -> OutputReport:
@@ -262,3 +268,21 @@ class OutputFolder:
                 return
             self.mounted = None
         shutil.rmtree(self.mount_point, ignore_errors=True)
+
+
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 32, 4096, 16384
+
+
+def bind_mount(source: Path, target: Path, *, writable: bool = False) -> None:
+    """Bind ``source`` (with what is mounted below it) on ``target``, nosuid and nodev; read-only,
+    or writable and noexec. Raises OSError (e.g. EPERM when not root)."""
+    src, dst = os.fsencode(source), os.fsencode(target)
+    if _libc.mount(src, dst, None, _MS_BIND | _MS_REC, None) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"bind {source} on {target}: {os.strerror(code)}")
+    flags = _MS_BIND | _MS_REMOUNT | _MS_NOSUID | _MS_NODEV | (_MS_NOEXEC if writable else _MS_RDONLY)
+    if _libc.mount(None, dst, None, flags, None) != 0:
+        code = ctypes.get_errno()
+        with contextlib.suppress(OSError):
+            unmount(target)
+        raise OSError(code, f"make the bind on {target} read-only: {os.strerror(code)}")
