@@ -313,9 +313,7 @@ class _Job:
         set_rlimits = rlimit_setter(self._rlimits())
         # As root: bwrap runs as the sandbox user (Popen switches uid before preexec_fn; the
         # cgroup.procs files were opened above by root, and writing "0" moves the writer).
-        user: dict[str, object] = {}
-        if self.sandbox.as_user:
-            user = {"user": self.sandbox.ids[0], "group": self.sandbox.ids[1], "extra_groups": []}
+        uid, gid = self.sandbox.ids if self.sandbox.as_user else (None, None)
 
         def preexec() -> None:  # in the child, before bwrap is executed; allocates nothing
             for fd in procs_fds:
@@ -327,7 +325,8 @@ class _Job:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env={}, cwd="/", preexec_fn=preexec, pass_fds=(status_w, options_fd),
-                start_new_session=True, **user,
+                start_new_session=True, user=uid, group=gid,
+                extra_groups=None if uid is None else [],
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise GraderFault(f"could not start bubblewrap: {exc}") from exc

@@ -147,11 +147,11 @@ class DockerSandbox:
         self.can_mount = os.geteuid() == 0
         self.ids = sandbox_host_ids()  # the container's uid:gid; GraderFault if the user is missing
         self.host = socket.gethostname()
-        version = self.cli("version", "--format", "{{.Server.Version}}")
-        if version.returncode != 0 or not version.stdout.strip():
-            raise GraderFault(f"docker engine not reachable: {_last_line(version.stderr)}; {SETUP_HINT}",
-                              detail=version.stderr)
-        self.engine = f"docker {version.stdout.strip()}"
+        server = self.cli("version", "--format", "{{.Server.Version}}")
+        if server.returncode != 0 or not server.stdout.strip():
+            raise GraderFault(f"docker engine not reachable: {_last_line(server.stderr)}; {SETUP_HINT}",
+                              detail=server.stderr)
+        self.engine = f"docker {server.stdout.strip()}"
         found = self.cli("image", "inspect", "--format", "{{json .Config.Labels}}", self.image)
         if found.returncode != 0:
             raise GraderFault(f"runner image {self.image} not found; {SETUP_HINT}",
