@@ -49,5 +49,8 @@ fi
 extras="."
 [ "$want_test" = 1 ] && extras=".[test]"
 log "installing the project ($extras)"
+# A stale cnn_grader.egg-info in the checkout (from an older install) would shadow the installed
+# metadata for anything run from here, hiding entry points added since.
+rm -rf cnn_grader.egg-info
 pip install -e "$extras"
 log "ready: $(.venv/bin/grader --version)"

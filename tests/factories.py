@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import struct
 import warnings
 import zipfile
@@ -14,15 +16,43 @@ import numpy as np
 PUBLIC_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
+_BIG = 1 << 20
+_DEFLATED: dict[tuple[tuple[str, str], ...], bytes] = {}  # big entries' names and digests -> zip
+
+
 def make_zip(
     path: Path,
     files: Mapping[str, bytes] | Iterable[tuple[str | zipfile.ZipInfo, bytes]],
     *,
     compression: int = zipfile.ZIP_DEFLATED,
 ) -> Path:
-    """Write a zip at ``path`` holding ``files`` (name or ZipInfo -> bytes, in order); return it."""
-    items = files.items() if isinstance(files, Mapping) else files
+    """Write a zip at ``path`` holding ``files`` (name or ZipInfo -> bytes, in order); return it.
+
+    Deflating a 45 MB checkpoint takes seconds, and hundreds of tests zip the same two: entries
+    of 1 MiB or more are deflated once per process (into a zip of their own, kept in memory) and
+    the rest appended to a copy of it, so they come first in the zip.
+    """
+    items = list(files.items() if isinstance(files, Mapping) else files)
     path.parent.mkdir(parents=True, exist_ok=True)
+    names = [name for name, _ in items]
+    big = [(n, d) for n, d in items if isinstance(n, str) and len(d) >= _BIG]
+    if big and compression == zipfile.ZIP_DEFLATED and len(set(names)) == len(names) \
+            and all(isinstance(n, str) for n in names):
+        key = tuple((n, hashlib.sha256(d).hexdigest()) for n, d in big)
+        if key not in _DEFLATED:
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", compression) as zf:
+                for name, data in big:
+                    zf.writestr(name, data)
+            while len(_DEFLATED) >= 4:  # a few sets of checkpoints at a time, not every variant
+                del _DEFLATED[next(iter(_DEFLATED))]
+            _DEFLATED[key] = buffer.getvalue()
+        path.write_bytes(_DEFLATED[key])
+        with zipfile.ZipFile(path, "a", compression) as zf:
+            for name, data in items:
+                if len(data) < _BIG:
+                    zf.writestr(name, data)
+        return path
     with warnings.catch_warnings():
         # Some tests want duplicate names on purpose; zipfile warns about them.
         warnings.filterwarnings("ignore", "Duplicate name", UserWarning)

@@ -63,7 +63,8 @@ def test_a_checkpoint_with_code_is_refused_and_its_code_never_runs(make_submissi
     assert not (tmp_path / "host-marker").exists()
 
 
-def test_tensors_saved_on_cuda_load_on_the_cpu(make_submission, assignment, backend_settings, checkpoints,
+# Loading happens in the runner, the same code on every backend: these run once, on bwrap.
+def test_tensors_saved_on_cuda_load_on_the_cpu(make_submission, assignment, settings, checkpoints,
                                                monkeypatch, tmp_path):
     import torch
     import torch.serialization
@@ -76,24 +77,24 @@ def test_tensors_saved_on_cuda_load_on_the_cpu(make_submission, assignment, back
     with pytest.raises(RuntimeError, match="CUDA"):  # what a student's plain load would hit here
         torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
 
-    cuda = grade(make_submission(model__pt=buffer.getvalue()), mynet_only(assignment), backend_settings)
-    plain = grade(make_submission(), mynet_only(assignment), backend_settings)
+    cuda = grade(make_submission(model__pt=buffer.getvalue()), mynet_only(assignment), settings)
+    plain = grade(make_submission(), mynet_only(assignment), settings)
     assert cuda.part("mynet").status is Status.GRADED, cuda.part("mynet").message
     assert cuda.part("mynet").metrics == plain.part("mynet").metrics
 
 
-def test_a_file_that_is_not_a_checkpoint_gets_a_clear_message(make_submission, assignment, backend_settings):
+def test_a_file_that_is_not_a_checkpoint_gets_a_clear_message(make_submission, assignment, settings):
     result = grade(make_submission(model__pt=b"these are not the weights you are looking for\n"),
-                   mynet_only(assignment), backend_settings)
+                   mynet_only(assignment), settings)
     message = result.part("mynet").message
     assert "model.pt is not a PyTorch checkpoint torch.load can read" in message, message
     assert "torch.save(model.state_dict(), 'model.pt')" in message
 
 
 def test_a_checkpoint_over_the_size_cap_is_refused_before_loading(make_submission, assignment,
-                                                                   backend_settings, checkpoints):
+                                                                   settings, checkpoints):
     size = checkpoints["model.pt"].stat().st_size
-    result = grade(make_submission(), mynet_only(assignment, checkpoint_bytes=size - 1), backend_settings)
+    result = grade(make_submission(), mynet_only(assignment, checkpoint_bytes=size - 1), settings)
     message = result.part("mynet").message
     assert "over the 0 MiB limit" in message or "MiB limit" in message, message
     assert "save only the model's state_dict()" in message

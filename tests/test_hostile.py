@@ -371,9 +371,38 @@ JUDGED_ON_THE_HOST = (
 SHORT_LIMITS_S = {"endless sleep in forward": 8.0}
 
 
+# Docker runs one or more attacks of every class the sandbox itself must stop (time, processes,
+# memory, floods, writes, reads, sockets, /proc, network, exits, links planted in /out); bwrap,
+# the default, runs every attack. Variants within a class (another path to write, another
+# address to reach) differ in what they aim at, not in which mechanism of the backend stops them.
+ON_DOCKER_TOO = (
+    "endless loop at import", "endless sleep in forward", "fork bomb", "thread bomb",
+    "memory bomb", "stdout flood", "output folder flood", "tmp flood",
+    "write own submission", "write /usr", "write the runner", "write the python packages",
+    "read the labels", "read the leaderboard database", "read another submission",
+    "read a concurrent grading folder", "read the grader's source", "docker socket",
+    "postgres socket", "abstract unix socket", "other processes in /proc",
+    "host paths in /proc/*/cmdline, environ, fds", "host environment", "host service on loopback",
+    "host service on its own address", "docker bridge gateway", "the internet", "dns",
+    "kill the parent", "kill everything", "symlink to / in the output folder",
+    "hard link of a host file into the output folder", "symlink to a host file as predictions",
+)
+
+
 @pytest.mark.parametrize("attack", [a for a in ATTACKS if a not in JUDGED_ON_THE_HOST])
-def test_attack(attack, host, backend_settings, make_submission, assignment, monkeypatch):
+def test_attack(attack, host, settings, make_submission, assignment, monkeypatch):
+    check_attack(attack, host, settings, make_submission, assignment, monkeypatch)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("backend", ["docker"], indirect=True)
+@pytest.mark.parametrize("attack", ON_DOCKER_TOO)
+def test_attack_on_docker(attack, host, backend_settings, make_submission, assignment, monkeypatch):
     check_attack(attack, host, backend_settings, make_submission, assignment, monkeypatch)
+
+
+def test_every_docker_attack_is_an_attack() -> None:
+    assert set(ON_DOCKER_TOO) <= set(ATTACKS) - set(JUDGED_ON_THE_HOST)
 
 
 @pytest.mark.parametrize("attack", JUDGED_ON_THE_HOST)

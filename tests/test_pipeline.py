@@ -98,7 +98,8 @@ def test_good_submission_is_graded_fully(graded_by_cli, assignment, backend, che
     assert result.runtime_s > 0
 
 
-def test_same_submission_graded_twice_gives_identical_results(make_submission, assignment, backend_settings):
+# Backend-independent (the judge's work; test_sandbox_docker.py grades in docker like bwrap): bwrap only.
+def test_same_submission_graded_twice_gives_identical_results(make_submission, assignment, settings):
     archive = make_submission(numpy_nn__py=(SOLUTION / "numpy_nn.py").read_text()
                               + "\nSigmoid.backward = lambda self, g: g\n")
 
@@ -109,8 +110,8 @@ def test_same_submission_graded_twice_gives_identical_results(make_submission, a
             part.pop("runtime_s")
         return data
 
-    first = grade(archive, assignment, backend_settings)
-    assert stable(first) == stable(grade(archive, assignment, backend_settings))
+    first = grade(archive, assignment, settings)
+    assert stable(first) == stable(grade(archive, assignment, settings))
 
 
 def test_cli_grade_writes_the_json_contract(graded_by_cli):
@@ -147,13 +148,14 @@ def test_invalid_zip_is_refused_before_anything_runs(make_submission, assignment
     assert not result.counts_as_attempt
 
 
-def test_safetensors_checkpoints_are_accepted(make_submission, assignment, backend_settings, checkpoints):
+# Backend-independent (the judge's work; test_sandbox_docker.py grades in docker like bwrap): bwrap only.
+def test_safetensors_checkpoints_are_accepted(make_submission, assignment, settings, checkpoints):
     import torch
     from safetensors.torch import save_file
 
     path = checkpoints["model.pt"].with_name("model.safetensors")
     save_file(torch.load(checkpoints["model.pt"], weights_only=True), path)
     result = grade(make_submission(model__pt=None, model__safetensors=path.read_bytes()),
-                   assignment, backend_settings)
+                   assignment, settings)
     assert result.part("mynet").status is Status.GRADED
     assert result.part("mynet").metrics["accuracy"] > 0.5

@@ -150,13 +150,13 @@ def test_a_worker_with_a_wrong_setting_says_which(cluster: Stack, key: str, valu
 
 
 @pytest.mark.slow
-def test_two_machines_grade_thirty_uploads_exactly_once_despite_a_killed_worker(
+def test_two_machines_grade_twelve_uploads_exactly_once_despite_a_killed_worker(
     cluster: Stack, grader_home: Path, tmp_path: Path
 ) -> None:
     """Two `grader worker` processes, each as its own machine (own home with hidden data from
     `grader sync-tests`, own instance without uploads, own temp), share PostgreSQL and Redis.
     Machine A's worker is SIGKILLed (with its sandbox) in the middle of a job, then restarted as
-    a rebooted machine would be; every one of the 30 uploads ends with exactly one result, whose
+    a rebooted machine would be; every one of the 12 uploads ends with exactly one result, whose
     status and score are those of grading that zip directly."""
     central = grader_home / "hidden" / "cnn"
     machines = {name: _machine(tmp_path, name, central) for name in ("machine-a", "machine-b")}
@@ -167,7 +167,7 @@ def test_two_machines_grade_thirty_uploads_exactly_once_despite_a_killed_worker(
 
     kinds = {"good-0": tiny_good_zip(seed=0), "good-1": tiny_good_zip(seed=1)}
     kinds["bad-finetune"] = _without_finetune(kinds["good-0"])
-    plan = [("good-0", "good-1", "bad-finetune")[i % 3] for i in range(30)]
+    plan = [("good-0", "good-1", "bad-finetune")[i % 3] for i in range(12)]
     secrets = [cluster.roster.secrets[f"s{i:03d}"] for i in range(1, 11)]
     ids: dict[int, str] = {}
     for i, kind in enumerate(plan):
