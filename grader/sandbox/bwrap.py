@@ -192,13 +192,6 @@ class _Job:
             host = Path("/", name)
             if host.is_symlink():
                 args += ["--symlink", os.readlink(host), f"/{name}"]
-        runtime = self.runtime
-        for folder in runtime.dirs:
-            args += ["--ro-bind", self._source(folder, keep=True), folder]
-        for file in runtime.files:
-            args += ["--ro-bind", self._source(file, keep=True), file]
-        for link, text in runtime.links:
-            args += ["--symlink", text, link]
         args += ["--dir", "/etc"]
         etc = Path(self._source(os.fspath(self.sandbox.etc_dir())))
         for name in GENERATED_ETC:
@@ -209,6 +202,15 @@ class _Job:
             "--perms", "1777", "--size", tmp_size, "--tmpfs", "/tmp",
             "--perms", "1777", "--size", tmp_size, "--tmpfs", "/dev/shm",
         ]
+        # The runtime after the private /tmp, so an interpreter or venv kept under /tmp on the
+        # host (a checkout there, say) is bound over it rather than hidden by it.
+        runtime = self.runtime
+        for folder in runtime.dirs:
+            args += ["--ro-bind", self._source(folder, keep=True), folder]
+        for file in runtime.files:
+            args += ["--ro-bind", self._source(file, keep=True), file]
+        for link, text in runtime.links:
+            args += ["--symlink", text, link]
         for mount in request.mounts:
             args += ["--ro-bind", self._source(os.fspath(mount.source)), mount.target]
         args += ["--bind", self._source(os.fspath(out_source), writable=True), OUT_TARGET]
