@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -195,3 +196,29 @@ def stack(
     s = build_stack(tmp, grader_home=grader_home, db_url=db_url, queue_url=queue_url, students=10)
     yield s
     close_stack(s)
+
+
+# --------------------------------------------------------------------------- the browser
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright (scripts/setup.sh --test)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh --test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -48,9 +48,6 @@ from tests.leaderboard.helpers import (
 pytestmark = pytest.mark.slow
 
 BIN = ROOT / ".venv" / "bin"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 REAL_SIZE = 40 << 20
 GRADE_TIMEOUT_S = 900  # the single worker grades the module's uploads one after the other
 
@@ -191,16 +188,6 @@ def curl(*args: str) -> tuple[int, str]:
 # --------------------------------------------------------------------------- the browser
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh --test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _signed_in_page(browser: Any, url: str, secret: str, width: int = 1280, **options: Any) -> Any:

@@ -247,20 +247,6 @@ def test_students_and_strangers_are_refused(graded: tuple[Stack, dict[str, int]]
 # --------------------------------------------------------------------------- in a real browser
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    import shutil
-
-    from tests.leaderboard.test_browser import CHROMIUM, CHROMIUM_ARGS
-
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh --test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.browser
