@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import SpecError
+from grader.parts import parse_part
+from grader.parts.spec import PartSpec, no_extra, positive, take
 from grader.sandbox.registry import BACKENDS, DEFAULT_BACKEND, unknown_backend
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HIDDEN_TESTS_DIR = PROJECT_ROOT / "hidden_tests"
 DEFAULT_ASSIGNMENT = "cnn"
-SPLITS = ("ORIG", "AUG", "NEW")
-# A measured value this close to a pass line counts as on it: a weighted sum of exact
-# accuracies (0.6 * 0.7 + 0.3 * 0.7 + 0.1 * 0.7) can come out a rounding error above 0.7.
-PASS_TOLERANCE = 1e-9
 
 
 # --------------------------------------------------------------------------- spec types
@@ -43,39 +41,6 @@ class Limits:
     tmp_bytes: int = 64 * 2**20
     cpus: float = 2.0
     log_bytes: int = 64 * 2**10
-
-
-@dataclass(frozen=True)
-class PartSpec:
-    """One graded part: what to run, against which data, how it scores."""
-
-    name: str
-    title: str
-    points: float
-    module: str
-    time_limit_s: float
-    model_class: str = ""
-    checkpoint: str = ""
-    dataset: str = ""
-    threshold: float = 0.0
-    batch_size: int = 100
-    scoring: str = "threshold"
-    weights: Mapping[str, float] = field(default_factory=dict)
-    # Plausibility ceiling of the part's main metric: a result above it is flagged for staff
-    # (not hidden from the student, no score change). None: no ceiling.
-    suspicious_above: float | None = None
-
-    @property
-    def main_metric(self) -> str:
-        """The metric that decides pass/fail (and is checked against the ceiling)."""
-        return "weighted" if self.weights else "accuracy"
-
-    def passes(self, value: float) -> bool:
-        """The course's pass rule: "better than" the threshold, strictly (70 % exactly fails).
-
-        The one comparison the judge, the board, the CSVs and the exports use.
-        """
-        return value - self.threshold > PASS_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -111,12 +76,12 @@ class Assignment:
 
     @property
     def ranked_part(self) -> str:
-        """The part the board ranks by: "finetune" of ``rank_by = "finetune.weighted"``."""
+        """The part the board ranks by: "part" of ``rank_by = "part.metric"``."""
         return split_rank_by(self.rank_by)[0]
 
     @property
     def ranked_metric(self) -> str:
-        """The metric of the ranked part the board ranks by: "weighted" of "finetune.weighted"."""
+        """The metric of the ranked part the board ranks by: "metric" of "part.metric"."""
         return split_rank_by(self.rank_by)[1]
 
     @property
@@ -131,14 +96,15 @@ class Assignment:
         raise KeyError(name)
 
     def public_summary(self, metrics: Mapping[str, float]) -> str:
-        """The ranked metric on the public part, e.g. "weighted 81.0% on the public 50% of the
-        hidden test set (ORIG 80.0%, …)"; "" when ``metrics`` lacks it."""
+        """The ranked metric on the public part, e.g. "weighted accuracy 81.0% on the public 50%
+        of the hidden test set (A 80.0%, …)"; "" when ``metrics`` lacks it."""
         metric = self.ranked_metric
         if metric not in metrics:
             return ""
-        splits = ", ".join(f"{k} {metrics[k]:.1%}" for k in self.part(self.ranked_part).weights
-                           if k in metrics)
-        return (f"{metric} {metrics[metric]:.1%} on the public {self.public_fraction:.0%} of the "
+        part = self.part(self.ranked_part)
+        splits = ", ".join(f"{part.label(k)} {metrics[k]:.1%}" for k in part.columns
+                           if k in metrics and k != metric)
+        return (f"{part.label(metric)} {metrics[metric]:.1%} on the public {self.public_fraction:.0%} of the "
                 "hidden test set" + (f" ({splits})" if splits else ""))
 
     def award_bonus(self, all_passed: Sequence[bool]) -> list[int]:
@@ -164,30 +130,7 @@ class Assignment:
 # --------------------------------------------------------------------------- spec loading
 
 
-KNOWN_PART_KINDS = {"numpy_nn", "mynet", "finetune"}
-
-
-def _take(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in table:
-        raise SpecError(f"{where}: missing key '{key}'")
-    value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise SpecError(f"{where}: key '{key}' must be {name}, got {value!r}")
-    return value
-
-
-def _no_extra(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        raise SpecError(f"{where}: unknown key '{extra[0]}' (allowed: {', '.join(sorted(allowed))})")
-
-
-def _positive(value: float, key: str, where: str) -> None:
-    if value <= 0:
-        raise SpecError(f"{where}: key '{key}' must be positive, got {value!r}")
+_take, _no_extra, _positive = take, no_extra, positive  # the spec's table checks, one place
 
 
 def _limits(table: Mapping[str, Any]) -> Limits:
@@ -201,72 +144,6 @@ def _limits(table: Mapping[str, Any]) -> Limits:
             values[f.name] = _take(table, f.name, kind, where)
             _positive(values[f.name], f.name, where)
     return Limits(**values)
-
-
-def _part(name: str, table: Mapping[str, Any]) -> PartSpec:
-    where = f"[parts.{name}]"
-    if name not in KNOWN_PART_KINDS:
-        raise SpecError(f"{where}: unknown part (known: {', '.join(sorted(KNOWN_PART_KINDS))})")
-    allowed = {f.name for f in fields(PartSpec)} - {"name"}
-    _no_extra(table, allowed, where)
-    points = _take(table, "points", float, where)
-    _positive(points, "points", where)
-    time_limit = _take(table, "time_limit_s", float, where)
-    _positive(time_limit, "time_limit_s", where)
-    threshold = float(table.get("threshold", 0.0))
-    if not 0.0 <= threshold <= 1.0:
-        raise SpecError(f"{where}: key 'threshold' must lie in [0, 1], got {threshold!r}")
-    weights = dict(table.get("weights", {}))
-    for split, weight in weights.items():
-        if split not in SPLITS:
-            raise SpecError(f"{where}.weights: unknown split '{split}' (known: {', '.join(SPLITS)})")
-        if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
-            raise SpecError(f"{where}.weights: key '{split}' must be a number >= 0")
-    if name == "finetune":
-        if set(weights) != set(SPLITS):
-            raise SpecError(f"{where}.weights: needs exactly {', '.join(SPLITS)}")
-        if abs(sum(weights.values()) - 1.0) > 1e-9:
-            raise SpecError(f"{where}.weights: the weights must add up to 1, not {sum(weights.values())}")
-    batch_size = int(table.get("batch_size", 100))
-    _positive(batch_size, "batch_size", where)
-    scoring = table.get("scoring", "threshold")
-    if scoring not in ("threshold", "per_test"):
-        raise SpecError(f"{where}: key 'scoring' must be 'threshold' or 'per_test'")
-    if name != "numpy_nn":
-        for key in ("model_class", "checkpoint", "dataset"):
-            _take(table, key, str, where)
-    ceiling = _ceiling(name, table, threshold, where)
-    return PartSpec(
-        name=name,
-        title=str(table.get("title", name)),
-        points=points,
-        module=_take(table, "module", str, where),
-        time_limit_s=time_limit,
-        model_class=table.get("model_class", ""),
-        checkpoint=table.get("checkpoint", ""),
-        dataset=table.get("dataset", ""),
-        threshold=threshold,
-        batch_size=batch_size,
-        scoring=scoring,
-        weights={k: float(v) for k, v in weights.items()},
-        suspicious_above=ceiling,
-    )
-
-
-def _ceiling(name: str, table: Mapping[str, Any], threshold: float, where: str) -> float | None:
-    """``suspicious_above``: in (0, 1], above the pass threshold, only where there is a metric."""
-    if "suspicious_above" not in table:
-        return None
-    if name == "numpy_nn":
-        raise SpecError(f"{where}: key 'suspicious_above' needs a part with an accuracy "
-                        "(mynet, finetune); the layer tests have none")
-    value = _take(table, "suspicious_above", float, where)
-    if not 0.0 < value <= 1.0:
-        raise SpecError(f"{where}: key 'suspicious_above' must lie in (0, 1], got {value!r}")
-    if value <= threshold:
-        raise SpecError(f"{where}: key 'suspicious_above' ({value:g}) must be above the pass "
-                        f"threshold ({threshold:g})")
-    return value
 
 
 def load_assignment(path: Path | str | None = None) -> Assignment:
@@ -292,6 +169,25 @@ def split_rank_by(rank_by: str) -> tuple[str, str]:
     return part, metric
 
 
+def _rank_by(board: Mapping[str, Any], parts: Sequence[PartSpec]) -> str:
+    """``rank_by = "part.metric"``: a part with metrics and one of them; by default the main
+    metric of the last part that has one."""
+    measured = [p for p in parts if p.columns]
+    if "rank_by" not in board:
+        if not measured:
+            raise SpecError("[leaderboard]: no part has a metric to rank by")
+        return f"{measured[-1].name}.{measured[-1].main_metric}"
+    rank_by = _take(board, "rank_by", str, "[leaderboard]")
+    name, metric = split_rank_by(rank_by)
+    part = next((p for p in parts if p.name == name), None)
+    if part is None:
+        raise SpecError(f"[leaderboard]: key 'rank_by' names an unknown part: {rank_by!r}")
+    if metric not in part.columns:
+        raise SpecError(f"[leaderboard]: key 'rank_by' names an unknown metric of {name}: {metric!r} "
+                        f"(known: {', '.join(part.columns) or 'none'})")
+    return rank_by
+
+
 def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
     _no_extra(raw, {"assignment", "files", "limits", "parts", "leaderboard", "deadlines", "bonus"}, "spec")
     head = _take(raw, "assignment", dict, "spec")
@@ -303,15 +199,14 @@ def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
     parts_t = _take(raw, "parts", dict, "spec")
     if not parts_t:
         raise SpecError("[parts]: needs at least one part")
-    parts = tuple(_part(name, table) for name, table in parts_t.items())
+    parts = tuple(parse_part(name, _take(parts_t, name, dict, "[parts]"), spec_dir)
+                  for name in parts_t)
     board = raw.get("leaderboard", {})
     _no_extra(board, {"rank_by", "public_fraction"}, "[leaderboard]")
     public_fraction = float(board.get("public_fraction", 1.0))
     if not 0.0 < public_fraction <= 1.0:
         raise SpecError(f"[leaderboard]: key 'public_fraction' must lie in (0, 1], got {public_fraction}")
-    rank_by = str(board.get("rank_by", "finetune.weighted"))
-    if split_rank_by(rank_by)[0] not in {p.name for p in parts}:
-        raise SpecError(f"[leaderboard]: key 'rank_by' names an unknown part: {rank_by!r}")
+    rank_by = _rank_by(board, parts)
     deadlines = raw.get("deadlines", {})
     for key, value in deadlines.items():
         if not isinstance(value, datetime):

@@ -64,7 +64,7 @@ def gradescope(result: GradeResult, assignment: Assignment, *, final: bool = Fal
     part = result.part(ranked)
     metrics = dict(part.metrics) if part is not None else {}
     try:
-        names = [*assignment.part(ranked).weights, metric]
+        names = [*assignment.part(ranked).columns, metric]
     except KeyError:
         names = [metric]
     board = [{"name": name, "value": round(100 * metrics.get(name, 0.0), 2), "order": "desc"}

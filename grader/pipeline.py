@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 import grader
-from grader.config import Assignment, PartSpec, Settings
+from grader.config import Assignment, Settings
 from grader.datasets.manifest import Manifest, load_manifest
 from grader.errors import Cancelled, GraderFault, SubmissionInvalid
 from grader.intake import Submission, intake, sha256_file
-from grader.judge import PartRun, combine, judge_classifier, judge_numpy, public_mask, read_predictions
-from grader.layer_tests import Case, build_cases, write_probes
+from grader.judge import combine
 from grader.leftovers import sweep_once
+from grader.parts import JobContext, PartRun, PartSpec, judge_part, plan_entry
 from grader.progress import FILENAME as PROGRESS_FILE
 from grader.progress import ProgressLog
 from grader.result import GradeResult, PartResult, Status
@@ -66,8 +66,7 @@ def grade(
             ).with_runtime(time.monotonic() - started)
         if manifest is None:
             manifest = load_manifest(settings.data_dir / assignment.name)
-        job = _Job(assignment, settings, manifest, submission, work)
-        job.predictions = predictions
+        job = _Job(assignment, settings, manifest, submission, work, predictions)
         job.cancel = cancel
         parts = job.run()
         result = combine(
@@ -94,7 +93,7 @@ class _Job:
 
     def __init__(
         self, assignment: Assignment, settings: Settings, manifest: Manifest,
-        submission: Submission, work: Path,
+        submission: Submission, work: Path, predictions: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.assignment = assignment
         self.settings = settings
@@ -102,51 +101,20 @@ class _Job:
         self.submission = submission
         self.work = work
         self.sandbox = get_sandbox(settings.sandbox)
-        self.cases: list[Case] = build_cases(assignment.seed)
         self.job_dir = work / "job"
         self.job_dir.mkdir()
+        self.context = JobContext(
+            assignment, manifest, self.job_dir, self._checkpoint_name, predictions=predictions,
+        )
         self.plan = self._write_plan()
         self.outcomes: list[RunOutcome] = []
-        self.predictions: dict[str, np.ndarray] | None = None  # filled by _judge when given
         self.cancel: threading.Event | None = None  # set: the next poll raises Cancelled
 
     # ---- plan
 
-    def _dataset(self, spec: PartSpec) -> Any:
-        try:
-            return self.manifest.datasets[spec.dataset]
-        except KeyError:
-            raise GraderFault(
-                f"The hidden data has no dataset '{spec.dataset}'; rebuild it with `grader build-tests`."
-            ) from None
-
-    def _split_inputs(self, path: Path) -> str:
-        absolute = path if path.is_absolute() else self.manifest.root / path
-        return str(absolute.relative_to(self.manifest.inputs_dir))
-
     def _write_plan(self) -> dict[str, Any]:
-        limits = self.assignment.limits
-        parts: list[dict[str, Any]] = []
-        for spec in self.assignment.parts:
-            entry: dict[str, Any] = {
-                "name": spec.name, "title": spec.title, "kind": spec.name, "module": spec.module,
-            }
-            if spec.name == "numpy_nn":
-                entry["probes"] = "probes.npz"
-                entry["cases"] = write_probes(self.cases, self.job_dir / "probes.npz")
-            else:
-                dataset = self._dataset(spec)
-                entry.update(
-                    kind="classifier", model_class=spec.model_class,
-                    checkpoint=self._checkpoint_name(spec.checkpoint),
-                    checkpoint_max_bytes=limits.checkpoint_bytes, batch_size=spec.batch_size,
-                    splits=[
-                        {"name": name, "inputs": self._split_inputs(split.inputs)}
-                        for name, split in dataset.splits.items()
-                    ],
-                )
-            parts.append(entry)
-        plan = {"threads": max(1, int(limits.cpus)), "parts": parts}
+        parts = [plan_entry(spec, self.context) for spec in self.assignment.parts]
+        plan = {"threads": max(1, int(self.assignment.limits.cpus)), "parts": parts}
         (self.job_dir / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
         return plan
 
@@ -300,23 +268,7 @@ class _Job:
     # ---- judging
 
     def _judge(self, spec: PartSpec, run: PartRun) -> PartResult:
-        if spec.name == "numpy_nn":
-            return judge_numpy(spec, run, self.cases)
-        dataset = self._dataset(spec)
-        truth: dict[str, np.ndarray] = {}
-        public: dict[str, np.ndarray] = {}
-        for name, split in dataset.splits.items():
-            labels_path = split.labels if split.labels.is_absolute() else self.manifest.root / split.labels
-            labels = np.load(labels_path, allow_pickle=False)
-            truth[name] = labels
-            public[name] = public_mask(
-                len(labels), self.assignment.public_fraction, self.assignment.seed,
-                f"{spec.dataset}/{name}",
-            )
-        if self.predictions is not None:
-            for split, values in read_predictions(run.out_dir, truth, len(dataset.classes)).items():
-                self.predictions[f"{spec.name}/{split}"] = values
-        return judge_classifier(spec, run, truth, public, len(dataset.classes), dataset.title)
+        return judge_part(spec, run, self.context)
 
     def environment(self) -> dict[str, Any]:
         """Versions and sandbox facts, recorded with every result."""

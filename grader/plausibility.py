@@ -25,9 +25,9 @@ def plausibility_flags(assignment: Assignment, parts: Sequence[PartResult]) -> t
         value = part.metrics.get(spec.main_metric)
         if ceiling is None or value is None or value <= ceiling:
             continue
-        what = "weighted accuracy" if spec.weights else "accuracy"
         flags.append(Flag(part.name, (
-            f"{spec.model_class} {what} {100 * value:.2f}% on the hidden test set is above the "
+            f"{spec.model_class} {spec.label(spec.main_metric)} {100 * value:.2f}% on the hidden "
+            "test set is above the "
             f"plausibility ceiling of {100 * ceiling:g}%: check the submission for labels "
             "carried in its code or checkpoint before trusting the score."
         )))

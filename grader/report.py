@@ -25,8 +25,8 @@ def format_result(label: str, result: GradeResult, *, details: bool = False, col
         verdict = _style("passed" if part.passed else "not passed", part.passed, color)
         points = f"{part.score:>6.4g}/{part.max_score:<4g}"
         lines.append(f"  {part.name:<9} {points} {verdict:<10}  {part.message}")
-        failed = [t for t in part.tests if not t.passed]
-        if part.name == "numpy_nn":
+        failed = [t for t in part.tests if not t.passed] if not part.passed else []
+        if failed:
             for test in failed[:12]:
                 lines.append(f"      x {test.name}: {test.message}")
             if len(failed) > 12:

@@ -79,7 +79,7 @@ class Flag:
 
 @dataclass(frozen=True)
 class PartResult:
-    """The outcome of one part of the assignment (``numpy_nn``, ``mynet``, ``finetune``)."""
+    """The outcome of one part of the assignment (named as in the spec's ``[parts.<name>]``)."""
 
     name: str
     status: Status

@@ -125,7 +125,7 @@ class Submission(SQLModel, table=True):
     score: float | None = None
     max_score: float | None = None
     message: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-    # The ranked value (e.g. finetune.weighted) of the current result, on the whole/private
+    # The ranked value (the spec's rank_by, part.metric) of the current result, on the whole/private
     # split and on the public part; null when the part produced no value.
     rank_value: float | None = None
     rank_value_public: float | None = None

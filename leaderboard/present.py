@@ -81,8 +81,7 @@ def part_views(result: GradeResult, spec: Assignment, *, frozen: bool, staff: bo
         metrics = dict(part.metrics)
         chart = None
         if metrics and part_spec.threshold > 0:
-            order = [*part_spec.weights, "weighted"] if part_spec.weights else list(metrics)
-            values = [(k, metrics[k]) for k in order if k in metrics]
+            values = [(k, metrics[k]) for k in part_spec.columns if k in metrics]
             title = f"{part_spec.title}{' (public part)' if public else ''}"
             chart = bar_chart(title, values, part_spec)
         views.append(PartView(part.name, part_spec.title, part, part.message, part.tests, metrics, public,

@@ -110,9 +110,9 @@ class Board:
 
 
 def board_columns(spec: Assignment) -> tuple[PartSpec, tuple[str, ...]]:
-    """(ranked part, metric columns) of the board, e.g. finetune with ORIG, AUG, NEW, weighted."""
+    """(ranked part, metric columns) of the board: the part's metrics, the ranked one last."""
     part, metric = spec.part(spec.ranked_part), spec.ranked_metric
-    columns = (*(k for k in part.weights if k != metric), metric)
+    columns = (*(k for k in part.columns if k != metric), metric)
     return part, columns
 
 

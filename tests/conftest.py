@@ -103,11 +103,13 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """model.pt: the reference MyNet trained briefly (real data); finetuned.pt: seeded, untrained."""
     import torch
 
-    from grader.demo import load_solution, train_mynet
+    from grader.config import HIDDEN_TESTS_DIR
+    from grader.demo import load_solution
 
     folder = tmp_path_factory.mktemp("checkpoints")
     torch.set_num_threads(2)
-    train_mynet(folder / "model.pt", images=6000, epochs=1, echo=lambda _line: None)
+    recipe = load_solution("demo_samples", HIDDEN_TESTS_DIR / "cnn")
+    recipe.train_mynet(folder / "model.pt", images=6000, epochs=1, echo=lambda _line: None)
     torch.manual_seed(0)
     net = load_solution("pytorch_cnn").FinetuneNet()
     torch.save(net.state_dict(), folder / "finetuned.pt")
@@ -152,9 +154,9 @@ def low_ceiling_spec(folder: Path) -> Path:
                      ("suspicious_above = 0.97", "suspicious_above = 0.4")):
         assert old in text
         text = text.replace(old, new, 1)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "assignment.toml").write_text(text)
-    return folder
+    from tests.factories import write_spec
+
+    return write_spec(folder, text)
 
 
 @pytest.fixture(scope="session")

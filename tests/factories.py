@@ -99,3 +99,18 @@ def private_fashion_set(
     write_idx(folder / "t10k-images-idx3-ubyte.gz", x, compress=True)
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", y, compress=True)
     return x, y
+
+
+LAB_DIR = Path(__file__).resolve().parent.parent / "hidden_tests" / "cnn"
+
+
+def write_spec(folder: Path, text: str) -> Path:
+    """``text`` as ``folder/assignment.toml``, with the lab's own files beside it (its layer
+    tests and probes, its demo recipe) as a spec copied out of hidden_tests/cnn needs them."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in LAB_DIR.glob("*.py"):
+        shutil.copyfile(source, folder / source.name)
+    (folder / "assignment.toml").write_text(text)
+    return folder

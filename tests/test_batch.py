@@ -36,6 +36,7 @@ from grader.config import HIDDEN_TESTS_DIR, Settings
 from grader.result import GradeResult, PartResult, Status
 from grader.sandbox.base import available_cores
 from tests.conftest import SOLUTION
+from tests.factories import write_spec
 
 GRADER = Path(sys.executable).parent / "grader"
 CRASH_CNN = b"import torch\nraise ValueError('boom at import')\n"
@@ -579,8 +580,7 @@ def test_regrade_shows_old_and_new_scores(graded: Graded, settings: Settings, tm
     spec = spec.replace('version = "2026.1"', 'version = "2026.1-fix"').replace(
         "threshold = 0.75", "threshold = 0.99").replace(  # after "the fix", MyNet must reach 99 %
         "suspicious_above = 0.97", "suspicious_above = 1")  # (its ceiling must lie above that)
-    (tmp_path / "spec").mkdir()
-    (tmp_path / "spec" / "assignment.toml").write_text(spec)
+    write_spec(tmp_path / "spec", spec)
     out = tmp_path / "regraded.csv"
     res = CliRunner().invoke(main, ["regrade", str(store), "--jobs", "2", "--assignment",
                                     str(tmp_path / "spec"), "--csv", str(out)], obj={"settings": settings})

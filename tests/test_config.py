@@ -9,6 +9,7 @@ import pytest
 
 from grader.config import Settings, load_assignment
 from grader.errors import SpecError
+from tests.factories import write_spec
 
 SPEC = Path(__file__).resolve().parent.parent / "hidden_tests" / "cnn" / "assignment.toml"
 
@@ -50,7 +51,7 @@ def test_the_shipped_spec_has_the_course_numbers():
 def test_a_wrong_plausibility_ceiling_is_refused(tmp_path, value, named):
     text = SPEC.read_text()
     assert "suspicious_above = 0.97" in text
-    (tmp_path / "assignment.toml").write_text(
+    write_spec(tmp_path,
         text.replace("suspicious_above = 0.97", f"suspicious_above = {value}", 1))
     with pytest.raises(SpecError) as info:
         load_assignment(tmp_path)
@@ -61,7 +62,7 @@ def test_a_wrong_plausibility_ceiling_is_refused(tmp_path, value, named):
 def test_a_plausibility_ceiling_needs_a_part_with_an_accuracy(tmp_path):
     text = SPEC.read_text()
     old = 'scoring = "per_test"'
-    (tmp_path / "assignment.toml").write_text(text.replace(old, old + "\nsuspicious_above = 0.9", 1))
+    write_spec(tmp_path, text.replace(old, old + "\nsuspicious_above = 0.9", 1))
     with pytest.raises(SpecError, match=r"\[parts.numpy_nn\]: key 'suspicious_above' needs a part"):
         load_assignment(tmp_path)
 
@@ -69,7 +70,7 @@ def test_a_plausibility_ceiling_needs_a_part_with_an_accuracy(tmp_path):
 def test_the_plausibility_ceiling_is_optional_and_may_be_1(tmp_path):
     text = SPEC.read_text()
     text = text.replace("suspicious_above = 0.97\n", "", 1)
-    (tmp_path / "assignment.toml").write_text(
+    write_spec(tmp_path,
         text.replace("suspicious_above = 0.99", "suspicious_above = 1"))
     spec = load_assignment(tmp_path)
     assert spec.part("mynet").suspicious_above is None
@@ -82,13 +83,14 @@ def test_the_plausibility_ceiling_is_optional_and_may_be_1(tmp_path):
         ("threshold = 0.75", "threshold = 1.75", "'threshold'"),
         ("threshold = 0.75", "treshold = 0.75", "'treshold'"),
         ("ORIG = 0.6", "ORIG = 0.7", "add up to 1"),
-        ("NEW = 0.1", "NEU = 0.1", "'NEU'"),
+        ("NEW = 0.1", "NEW = -0.1", "'NEW'"),
         ("upload_budget = 100", 'upload_budget = "100"', "'upload_budget'"),
         ("memory_bytes = 4_294_967_296", "memory_bytes = -1", "'memory_bytes'"),
         ("points = 40.0", "points = 0", "'points'"),
         ('rank_by = "finetune.weighted"', 'rank_by = "nope.weighted"', "'rank_by'"),
         ("public_fraction = 0.5", "public_fraction = 0", "'public_fraction'"),
-        ("[parts.mynet]", "[parts.mynett]", "mynett"),
+        ('kind = "classifier"', 'kind = "classifer"', "'classifer'"),
+        ('rank_by = "finetune.weighted"', 'rank_by = "finetune.best"', "'best'"),
         ("bonus = 2026-12-14T23:59:00Z", 'bonus = "soon"', "'bonus'"),
         ("requires_all_passed = true", 'requires_all_passed = "yes"', "'requires_all_passed'"),
         ("requires_all_passed = true", "requires_all_pased = true", "'requires_all_pased'"),
@@ -97,7 +99,7 @@ def test_the_plausibility_ceiling_is_optional_and_may_be_1(tmp_path):
 def test_a_wrong_key_is_named(tmp_path, old, new, named):
     text = SPEC.read_text()
     assert old in text
-    (tmp_path / "assignment.toml").write_text(text.replace(old, new, 1))
+    write_spec(tmp_path, text.replace(old, new, 1))
     with pytest.raises(SpecError) as info:
         load_assignment(tmp_path)
     assert named in str(info.value)
@@ -107,7 +109,7 @@ def test_a_wrong_key_is_named(tmp_path, old, new, named):
 def test_missing_and_broken_files(tmp_path):
     with pytest.raises(SpecError, match="no such assignment spec"):
         load_assignment(tmp_path / "nope.toml")
-    (tmp_path / "assignment.toml").write_text("[assignment\n")
+    write_spec(tmp_path, "[assignment\n")
     with pytest.raises(SpecError, match="not valid TOML"):
         load_assignment(tmp_path)
 
@@ -125,7 +127,7 @@ def test_settings_from_environment(tmp_path):
 @pytest.mark.parametrize(("line", "expected"), [("requires_all_passed = false", False), ("", True)])
 def test_bonus_rule_is_read_from_the_spec_and_defaults_to_the_course(tmp_path, line, expected):
     text = SPEC.read_text()
-    (tmp_path / "assignment.toml").write_text(text.replace("requires_all_passed = true", line, 1))
+    write_spec(tmp_path, text.replace("requires_all_passed = true", line, 1))
     assert load_assignment(tmp_path).bonus_requires_all_passed is expected
 
 

@@ -11,21 +11,18 @@ import numpy as np
 import pytest
 
 from grader.config import load_assignment
-from grader.judge import PartRun, judge_numpy
-from grader.layer_tests import (
-    COURSE_ACT_G,
-    COURSE_B,
-    COURSE_G,
-    COURSE_W,
-    COURSE_X,
-    build_cases,
-    ref_linear,
-    write_probes,
-)
+from grader.demo import load_solution
+from grader.parts import JobContext, PartRun, judge_part, plan_entry
+from grader.parts.layer_checks import write_probes
 from grader.result import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "hidden_tests" / "cnn" / "solution" / "numpy_nn.py"
+# The lab's own layer tests (hidden_tests/cnn/layer_tests.py, named in its spec).
+COURSE = load_solution("layer_tests", ROOT / "hidden_tests" / "cnn")
+COURSE_ACT_G, COURSE_B, COURSE_G, COURSE_W, COURSE_X = (
+    COURSE.COURSE_ACT_G, COURSE.COURSE_B, COURSE.COURSE_G, COURSE.COURSE_W, COURSE.COURSE_X)
+build_cases, ref_linear = COURSE.build_cases, COURSE.ref_linear
 RUNNER = ROOT / "grader" / "runner" / "__main__.py"
 
 MISTAKES = {
@@ -77,11 +74,8 @@ def run_layer_tests(tmp_path: Path, source: str):
     for d in (submission, job, out):
         d.mkdir()
     (submission / "numpy_nn.py").write_text(source)
-    cases = build_cases(assignment.seed)
-    plan = {"threads": 1, "parts": [{
-        "name": "numpy_nn", "title": spec.title, "kind": "numpy_nn", "module": "numpy_nn.py",
-        "probes": "probes.npz", "cases": write_probes(cases, job / "probes.npz"),
-    }]}
+    context = JobContext(assignment, None, job, lambda name: name)  # type: ignore[arg-type]
+    plan = {"threads": 1, "parts": [plan_entry(spec, context)]}
     (job / "plan.json").write_text(json.dumps(plan))
     proc = subprocess.run(
         [sys.executable, "-I", "-B", str(RUNNER), str(job / "plan.json"), "--submission",
@@ -94,7 +88,7 @@ def run_layer_tests(tmp_path: Path, source: str):
     end = next(e for e in events if e["event"] in ("done", "failed"))
     run = PartRun("numpy_nn", Status.GRADED, failed=end["event"] == "failed",
                   message=end.get("message", ""), out_dir=out / "numpy_nn")
-    return judge_numpy(spec, run, cases)
+    return judge_part(spec, run, context)
 
 
 def test_reference_reproduces_the_course_values():

@@ -1,8 +1,9 @@
 """The batch's CSV: one row per student, from the newest of their submissions.
 
 Columns: ``id``; ``<part>_points`` and ``<part>_passed`` (pass/fail) for every part of the
-spec; the accuracies (``mynet_accuracy``; ``finetune_ORIG``, ``_AUG``, ``_NEW`` and
-``finetune_weighted``, all on the whole hidden splits, as fractions); ``total``,
+spec; ``<part>_<metric>`` for every metric a part shows (its ``columns``: e.g. the accuracy
+of a one-split part, each split and the weighted sum of a weighted one, all on the whole
+hidden splits, as fractions); ``total``,
 ``max_score``; ``rank`` and ``bonus`` (the final ranking of these rows, by the ranked value on
 the private part as the frozen leaderboard ranks, ties to the older file, with the spec's
 bonus rule); ``status``, ``message``; ``file``, ``sha256``, ``note`` (duplicates,
@@ -68,17 +69,8 @@ def newest_per_student(entries: Iterable[Entry]) -> tuple[list[Row], list[str]]:
 
 
 def metric_columns(assignment: Assignment) -> list[tuple[str, str, str]]:
-    """(column, part, metric) for every accuracy the spec measures."""
-    out: list[tuple[str, str, str]] = []
-    for part in assignment.parts:
-        if not part.model_class:
-            continue
-        if part.weights:
-            out += [(f"{part.name}_{split}", part.name, split) for split in part.weights]
-            out.append((f"{part.name}_weighted", part.name, "weighted"))
-        else:
-            out.append((f"{part.name}_accuracy", part.name, "accuracy"))
-    return out
+    """(column, part, metric) for every metric the spec's parts show, in the spec's order."""
+    return [(f"{part.name}_{key}", part.name, key) for part in assignment.parts for key in part.columns]
 
 
 def columns(assignment: Assignment) -> list[str]:

@@ -82,11 +82,8 @@ class Runner:
                 pass
 
     def prune(self, part: dict[str, Any]) -> None:
-        """Keep only the files a part is meant to write in its own folder."""
-        if part["kind"] == "numpy_nn":
-            wanted = {f"{c['id']}{ext}" for c in part["cases"] for ext in (".npz", ".json")}
-        else:
-            wanted = {f"{s['name']}.npy" for s in part["splits"]}
+        """Keep only the files a part is meant to write in its own folder (its plan's ``outputs``)."""
+        wanted = set(part["outputs"])
         folder = self.out / part["name"]
         if folder.is_symlink() or not folder.is_dir():
             return
@@ -119,20 +116,29 @@ class Runner:
         if isinstance(exc, SystemExit):
             return f"Your code called exit({exc.code!r}) while grading {part['title']}."
         if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] in {
-            "numpy_nn", "pytorch_cnn"
+            p["module"].removesuffix(".py") for p in self.plan["parts"]
         }:
             return f"{exc.name}.py could not be imported: {describe(exc)}."
         return f"{describe(exc)}{where(exc, self.submission)}"
 
     def run_part(self, part: dict[str, Any]) -> None:
-        if part["kind"] == "numpy_nn":
-            from runner.layers import run_cases
+        """The part's kind picks how it runs (the host's ``grader.parts`` names the same kinds)."""
+        kinds = {"layers": self.run_layers, "classifier": self.run_classifier}
+        kinds[part["kind"]](part)
 
-            module = self.module(part["module"])
-            run_cases(module, part["cases"], self.job / part["probes"], self.out / part["name"],
-                      self.submission)
-            return
-        self.run_classifier(part)
+    def run_layers(self, part: dict[str, Any]) -> None:
+        import importlib.util
+
+        from runner.layers import run_cases
+
+        spec = importlib.util.spec_from_file_location("_layer_ops", self.job / part["ops"])
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"the grader's layer ops {part['ops']} cannot be loaded")
+        ops = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ops)
+        module = self.module(part["module"])
+        run_cases(module, ops.OPS, part["cases"], self.job / part["probes"], self.out / part["name"],
+                  self.submission)
 
     def run_classifier(self, part: dict[str, Any]) -> None:
         import torch

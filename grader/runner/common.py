@@ -49,7 +49,7 @@ def describe(exc: BaseException) -> str:
 
 
 def where(exc: BaseException, submission_root: str) -> str:
-    """`` (numpy_nn.py, line 42, in forward)`` for the student's innermost frame, or ''."""
+    """`` (layers.py, line 42, in forward)`` for the student's innermost frame, or ''."""
     frames = [
         f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(submission_root)
     ]

@@ -3,7 +3,7 @@
 The caller names what to read (``Wanted``): which source files, and which checkpoint
 "slots" with the file names each may have (``model.pt`` or ``model.safetensors``). Nothing
 here knows parts or splits: predictions come in as arrays under the caller's keys
-(``"mynet/test"``), code and checkpoints under their file names.
+(``"<part>/<split>"``), code and checkpoints under their file names.
 
 Evidence is small (for a MyNet-sized checkpoint and two source files, about 30 KB) and
 serialises to bytes (``to_bytes``: an ``.npz`` with a JSON head, read back without pickle), so

@@ -22,8 +22,8 @@ chance-corrected share (a kappa of the errors):
 0 at chance, 1 when every wrong answer of the more accurate model is repeated by the other:
 about 0.55 for those independent MyNets, 0.99 for the noisy copy.
 
-Splits are grouped by the part of their key before ``/`` (``"mynet/test"``,
-``"finetune/ORIG"`` …): ``S``, ``E``, ``V``, ``M`` and the counts add up over a group's splits.
+Splits are grouped by the part of their key before ``/``
+(``"<part>/<split>"``): ``S``, ``E``, ``V``, ``M`` and the counts add up over a group's splits.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 
 
 def group_of(key: str) -> str:
-    """The group of a predictions key: ``"finetune/ORIG"`` -> ``"finetune"``."""
+    """The group of a predictions key: ``"<part>/<split>"`` -> ``"<part>"``."""
     return key.split("/", 1)[0]
 
 

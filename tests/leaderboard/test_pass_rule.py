@@ -18,7 +18,10 @@ import pytest
 from grader.batch.csvout import Entry, Row, write_csv
 from grader.config import Assignment
 from grader.export import gradescope
-from grader.judge import PartRun, combine, judge_classifier, public_mask
+from grader.judge import combine
+from grader.parts import PartRun
+from grader.parts.classifier import judge_splits
+from grader.parts.common import public_mask
 from grader.result import GradeResult, PartResult, Status
 from tests.leaderboard.factories import add_graded, result_data
 from tests.leaderboard.helpers import Roster, csrf_of, sign_in, sign_in_staff
@@ -54,7 +57,7 @@ def judged(
             public[split] = public_mask(N, spec.public_fraction, spec.seed, f"{part.dataset}/{split}")
             _predictions(out, split, truth[split], public[split], right, classes)
         run = PartRun(name, Status.GRADED, out_dir=out)
-        parts.append(judge_classifier(part, run, truth, public, classes, name))
+        parts.append(judge_splits(part, run, truth, public, classes, name))
     return combine(spec, parts, submission_sha256="0" * 64, environment={})
 
 
