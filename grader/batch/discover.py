@@ -5,7 +5,7 @@ that zip is stepped into):
 
     DIR/alice.zip  DIR/bob.zip                 a folder of zips: the id is the file's stem
     DIR/alice/submission.zip                   one folder per student, as learning platforms
-    DIR/bob/numpy_nn.py  DIR/bob/model.pt …    export them: the id is the folder's name; a
+    DIR/bob/model.py  DIR/bob/model.pt …       export them: the id is the folder's name; a
                                                folder without a zip has its files zipped up
 
 Student ids: the whole stem or folder name, or, with ``--id-pattern``, the named group

@@ -7,7 +7,7 @@ weight, adding up to 1: the part then reports each split and their weighted sum,
 split names; without weights the dataset has one split) and ``suspicious_above``.
 
 Metric keys in results: with weights, the first metric is keyed by the split's name and the
-weighted sum by ``weighted`` (``ORIG``, ``AUG``, ``weighted``), other metrics by
+weighted sum by ``weighted`` (``TEST``, ``ROTATED``, ``weighted``), other metrics by
 ``<split>_<metric>`` and ``weighted_<metric>``; without weights, by the metric's name.
 """
 

@@ -57,7 +57,7 @@ class PartSpec:
         return value - self.threshold > PASS_TOLERANCE
 
     def label(self, key: str) -> str:
-        """The human name of a metric key ("ORIG", "weighted accuracy", "macro-F1 on TEST")."""
+        """The human name of a metric key ("TEST", "weighted accuracy", "TEST macro-F1")."""
         return self.labels.get(key, key)
 
 

@@ -32,7 +32,7 @@ def _pairs_of(option: tuple[str, ...], what: str) -> dict[str, Path]:
         slot, sep, file = item.partition("=")
         if not sep or not slot or not file:
             raise click.BadParameter(
-                f"{item!r}: give SLOT=FILE, e.g. finetuned.pt=resnet18-start.pt", param_hint=what
+                f"{item!r}: give SLOT=FILE, e.g. model.pt=resnet18-start.pt", param_hint=what
             )
         found[slot] = Path(file)
     return found
@@ -68,7 +68,7 @@ def _pairs_of(option: tuple[str, ...], what: str) -> dict[str, Path]:
     "references",
     multiple=True,
     metavar="SLOT=FILE",
-    help="The known starting checkpoint of a slot (e.g. finetuned.pt=resnet18-imagenet.pt): "
+    help="The known starting checkpoint of a slot (e.g. model.pt=resnet18-imagenet.pt): "
     "its changes are compared, and raw weights count as weak evidence. Repeatable.",
 )
 @click.option(

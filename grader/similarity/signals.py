@@ -125,7 +125,7 @@ def evidence(value: float | np.ndarray, line: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Signal:
-    """One piece of evidence about a pair: e.g. the code of ``numpy_nn.py``."""
+    """One piece of evidence about a pair: e.g. the code of ``layers.py``."""
 
     kind: Kind
     subject: str  # the checkpoint, prediction group or file it is about
