@@ -89,6 +89,11 @@ class Board:
     bonus_deadline: datetime | None
     rows: tuple[BoardRow, ...]
     bonus_requires_all_passed: bool = True
+    labels: tuple[str, ...] = ()  # the columns' human names, from the spec
+    ranked_by: str = ""  # the ranked metric in words: "weighted accuracy (FinetuneNet on ...)"
+
+    def label(self, column: str) -> str:
+        return dict(zip(self.columns, self.labels, strict=False)).get(column, column)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +106,8 @@ class Board:
             "public_fraction": self.public_fraction,
             "rank_by": self.rank_by,
             "columns": list(self.columns),
+            "labels": list(self.labels),
+            "ranked_by": self.ranked_by,
             "pass_line": self.threshold,
             "bonus_points": list(self.bonus_points),
             "bonus_requires_all_passed": self.bonus_requires_all_passed,
@@ -288,6 +295,8 @@ def compute_board(session: Session, *, spec: Assignment, assignment: AssignmentR
         public_fraction=spec.public_fraction,
         rank_by=spec.rank_by,
         columns=columns,
+        labels=tuple(part.label(c) for c in columns),
+        ranked_by=f"{part.label(spec.ranked_metric)} of {part.title}",
         threshold=part.threshold,
         bonus_points=spec.bonus_points,
         bonus_deadline=spec.deadlines.get("bonus"),
