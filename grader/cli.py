@@ -156,7 +156,7 @@ def _demo_web() -> Callable[..., None]:
 @click.option("--check", "check_only", is_flag=True,
               help="Write nothing; exit 1 if a generated file differs from the spec.")
 @click.option("--kit", "kit_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="The student kit folder (default: student_template/).")
+              help="The student kit folder (default: the spec's [assignment] kit).")
 @click.option("--assignment", "assignment_path", type=click.Path(path_type=Path),
               help="Assignment spec (folder or TOML); default: hidden_tests/cnn.")
 @click.pass_context
@@ -165,9 +165,9 @@ def render_kit(ctx: click.Context, check_only: bool, kit_dir: Path | None,
     """Render the kit's numbers (README section, course_limits.json) from the spec."""
     from grader import kit
 
-    kit_dir = kit_dir or kit.KIT_DIR
     try:
         assignment = load_assignment(assignment_path or _settings(ctx).assignment_path)
+        kit_dir = kit_dir or assignment.kit_dir
         if check_only:
             stale = kit.stale_files(assignment, kit_dir)
             for path in stale:

@@ -69,6 +69,12 @@ class Assignment:
     spec_dir: Path
     # The course's rule: only students who pass every part take a bonus place.
     bonus_requires_all_passed: bool = True
+    kit: str = "kit"  # the lab's student kit, relative to the spec's folder
+
+    @property
+    def kit_dir(self) -> Path:
+        """The student kit whose README section and constants ``grader render-kit`` writes."""
+        return (self.spec_dir / self.kit).resolve()
 
     @property
     def max_score(self) -> float:
@@ -191,7 +197,7 @@ def _rank_by(board: Mapping[str, Any], parts: Sequence[PartSpec]) -> str:
 def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
     _no_extra(raw, {"assignment", "files", "limits", "parts", "leaderboard", "deadlines", "bonus"}, "spec")
     head = _take(raw, "assignment", dict, "spec")
-    _no_extra(head, {"name", "title", "version", "upload_budget", "seed"}, "[assignment]")
+    _no_extra(head, {"name", "title", "version", "upload_budget", "seed", "kit"}, "[assignment]")
     files_t = _take(raw, "files", dict, "spec")
     _no_extra(files_t, {"required", "report", "alternatives"}, "[files]")
     required = _take(files_t, "required", list, "[files]")
@@ -240,6 +246,7 @@ def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
         bonus_points=bonus_points,
         spec_dir=spec_dir,
         bonus_requires_all_passed=requires_all_passed,
+        kit=_take(head, "kit", str, "[assignment]") if "kit" in head else "kit",
     )
 
 

@@ -48,7 +48,8 @@ def test_splits_and_weights_take_any_names(tmp_path):
     pets = spec.part("pets")
     assert dict(pets.weights) == {"plain": 0.25, "turned": 0.75}
     assert pets.columns == ("plain", "turned", "weighted")
-    assert spec.ranked_part == "pets" and spec.ranked_metric == "weighted"
+    assert spec.ranked_part == "pets"
+    assert spec.ranked_metric == "weighted"
 
 
 @pytest.mark.parametrize(("old", "new", "named"), [
@@ -73,8 +74,11 @@ def test_renamed_parts_are_graded_end_to_end(tmp_path, settings, make_submission
     result = grade(make_submission(), spec, settings)
     assert [p.name for p in result.parts] == ["layers_by_hand", "clothes", "pets"]
     layers, clothes, pets = result.parts
-    assert layers.passed and layers.status is Status.GRADED and len(layers.tests) > 30
-    assert clothes.passed and set(clothes.metrics) == {"accuracy"}
+    assert layers.passed
+    assert layers.status is Status.GRADED
+    assert len(layers.tests) > 30
+    assert clothes.passed
+    assert set(clothes.metrics) == {"accuracy"}
     assert set(pets.metrics) == {"ORIG", "AUG", "NEW", "weighted"}  # untrained: not passed
     assert "NumPy layers passed" in result.message  # titles, not internal names
     assert {"pets_ORIG", "pets_weighted", "clothes_accuracy", "layers_by_hand_points"} <= set(
