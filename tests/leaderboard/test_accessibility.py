@@ -119,3 +119,31 @@ def test_every_page_has_no_serious_axe_violation(site: Stack, browser: Any, role
     context.close()
     assert len(checked) >= 10, checked
     assert not found, "\n".join(found)
+
+
+def test_the_keyboard_reaches_main_and_the_file_chooser(site: Stack, browser: Any) -> None:
+    """Tab from the top: the skip link first, Enter moves focus to main; on the upload page the
+    drop zone is no tab stop, the labelled file input is, and Enter or Space opens the chooser."""
+    context = _context(browser, site, "student")
+    page = context.new_page()
+    page.goto(site.server.url + "/upload")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to main content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    assert page.locator("[data-dropzone]").get_attribute("tabindex") is None
+    page.focus("main")
+    names = []
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        names.append(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+    assert names[0] == "file", names  # the first stop in main is the file input
+    assert page.evaluate("document.querySelector('#file').labels[0].textContent") == "Submission zip"
+    for key in ("Enter", " "):
+        page.focus("#file")
+        with page.expect_file_chooser(timeout=5000) as chooser:
+            page.keyboard.press(key)
+        assert chooser.value.element.get_attribute("id") == "file"
+    with page.expect_file_chooser(timeout=5000):
+        page.click("[data-dropzone] p >> nth=0")  # a click on the zone's text
+    context.close()
