@@ -108,7 +108,11 @@ SECURITY_SCHEMES = {
     "session": {"type": "apiKey", "in": "cookie", "name": "leaderboard_session",
                 "description": "A signed-in student's browser session (how the pages poll)."},
 }
-AUTH = {"public": [], "secret": [{"secret": []}], "secret_or_session": [{"secret": []}, {"session": []}]}
+AUTH: dict[str, list[dict[str, list[str]]]] = {  # who may call: OpenAPI security requirements
+    "public": [],
+    "secret": [{"secret": []}],
+    "secret_or_session": [{"secret": []}, {"session": []}],
+}
 
 
 @dataclass(frozen=True)

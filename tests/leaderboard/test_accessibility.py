@@ -36,7 +36,8 @@ ROLES = ("visitor", "student", "instructor")
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, grader_home: Path, zips: dict[str, bytes]) -> Iterator[Stack]:
+def site(tmp_path_factory: pytest.TempPathFactory, grader_home: Path,
+         zips: dict[str, bytes]) -> Iterator[Stack]:
     """A service with graded, crashed and invalid uploads, so every page has its tables, pills
     and charts to show."""
     stack = build_stack(tmp_path_factory.mktemp("a11y"), grader_home=grader_home,
