@@ -9,6 +9,7 @@ and is loaded into each page by Playwright. Screenshots at 1280 and 390 px go to
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,22 +103,28 @@ def test_every_page_has_no_serious_axe_violation(site: Stack, browser: Any, role
     SCREENSHOTS.mkdir(exist_ok=True)
     context = _context(browser, site, role)
     page = context.new_page()
-    checked, found = [], []
+    checked: list[str] = []
+    found: list[str] = []
+    report: list[dict[str, Any]] = []
     for path in page_paths(site):
         kind = context.request.get(site.server.url + path).headers.get("content-type", "")
         if "text/html" not in kind:
             continue  # the JSON and CSV twins
         page.goto(site.server.url + path)
         checked.append(path)
-        for violation in _axe(page):
-            if violation["impact"] in FAILING_IMPACTS:
-                found.append(f"{role} {path} -> {page.url}: {violation['id']} ({violation['impact']}): "
-                             f"{violation['help']}\n    " + "\n    ".join(violation["nodes"][:5]))
         for width in WIDTHS:
             page.set_viewport_size({"width": width, "height": 900})
+            for violation in _axe(page):
+                report.append({"role": role, "path": path, "url": page.url, "width": width, **violation})
+                if violation["impact"] in FAILING_IMPACTS:
+                    found.append(f"{role} {path} -> {page.url} at {width} px: {violation['id']} "
+                                 f"({violation['impact']}): {violation['help']}\n    "
+                                 + "\n    ".join(violation["nodes"][:5]))
             page.screenshot(path=str(SCREENSHOTS / f"a11y-{role}-{_slug(path)}-{width}.png"), full_page=True)
         page.set_viewport_size({"width": WIDTHS[0], "height": 900})
     context.close()
+    # Every violation (moderate and minor too) for the reader: screenshots/a11y-<role>.json
+    (SCREENSHOTS / f"a11y-{role}.json").write_text(json.dumps(report, indent=1))
     assert len(checked) >= 10, checked
     assert not found, "\n".join(found)
 
