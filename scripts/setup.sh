@@ -21,6 +21,7 @@ command -v bwrap >/dev/null || packages+=(bubblewrap)
 [ -e /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || packages+=(dataset-fashion-mnist)
 if [ "$want_test" = 1 ]; then
   command -v chromium >/dev/null || packages+=(chromium)
+  command -v npm >/dev/null || packages+=(npm)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""
@@ -53,4 +54,11 @@ log "installing the project ($extras)"
 # metadata for anything run from here, hiding entry points added since.
 rm -rf cnn_grader.egg-info
 pip install -e "$extras"
+
+# --- test tools from npm ----------------------------------------------------------------------
+# axe-core, which tests/leaderboard/test_accessibility.py loads into every page (not committed).
+if [ "$want_test" = 1 ] && [ ! -f .tools/node_modules/axe-core/axe.min.js ]; then
+  log "installing axe-core 4 into .tools/ (npm)"
+  npm install --prefix .tools --no-audit --no-fund --silent axe-core@4
+fi
 log "ready: $(.venv/bin/grader --version)"

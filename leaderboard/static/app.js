@@ -14,6 +14,10 @@
       chosen.textContent = input.files && input.files.length ? "Chosen: " + input.files[0].name : "";
     };
     input.addEventListener("change", show);
+    // The zone's text opens the chooser on a click (the keyboard reaches the input itself).
+    Array.prototype.forEach.call(zone.querySelectorAll("[data-dropzone-target]"), function (el) {
+      el.addEventListener("click", function () { input.click(); });
+    });
     ["dragenter", "dragover"].forEach(function (ev) {
       zone.addEventListener(ev, function (e) { e.preventDefault(); zone.classList.add("over"); });
     });

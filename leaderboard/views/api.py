@@ -2,25 +2,40 @@
 
 ``POST /api/submissions`` takes the zip as a multipart field ``file`` or as the raw body
 (``Content-Type: application/zip``) and needs ``Authorization: Bearer <secret>``; reads
-also accept the browser's session, which is how the pages poll for status.
+also accept the browser's session, which is how the pages poll for status. Each view's
+``@operation`` is its part of the OpenAPI document served at ``/api/openapi.json`` (built by
+``leaderboard.openapi``) and explained, with curl examples, at ``/api/docs``.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, request, session
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, session
 
 from leaderboard.accounts import student_by_secret
+from leaderboard.apidocs import SECRET_VAR, Example, curl_example, curl_examples
 from leaderboard.app import db, services
 from leaderboard.models import Student, Submission
+from leaderboard.openapi import SCHEMAS, Answer, document, operation, refusal
 from leaderboard.present import submission_json
-from leaderboard.submissions import UploadRefused, remaining_attempts, student_submissions
+from leaderboard.submissions import UploadRefused, human_bytes, remaining_attempts, student_submissions
 from leaderboard.views.auth import check_sign_in, current_student, sign_in_failed, sign_in_limits
 from leaderboard.views.student import is_frozen, load_result, receive_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.app_context_processor
+def _examples() -> dict[str, Any]:
+    """``curl_example(key)`` for any page (the upload page shows the multipart one)."""
+
+    def example(key: str) -> Example:
+        return curl_example(request.url_root, key)
+
+    return {"curl_example": example}
 
 
 def _bearer_student() -> Student | None:
@@ -61,7 +76,37 @@ def _error(message: str, status: int, retry_after_s: int = 0) -> Response:
     return response
 
 
+ZIP_BODY = {"type": "string", "contentMediaType": "application/zip"}
+NO_SECRET = refusal("No secret, or one that is not known.")
+LOCKED = refusal("Too many wrong secrets from this address; wait and try again.",
+                 {"Retry-After": "Seconds to wait."})
+
+
 @bp.route("/submissions", methods=["POST"])
+@operation(
+    "Upload a submission zip",
+    auth="secret",
+    description="Send the zip as the multipart field `file`, or as the whole body with "
+                "`Content-Type: application/zip` (then `X-Filename` names it). The answer is the new "
+                "submission, queued for grading; poll its `Location` until `pending` is false.",
+    body={
+        "multipart/form-data": {"type": "object", "required": ["file"],
+                                "properties": {"file": {**ZIP_BODY, "description": "The submission zip."}}},
+        "application/zip": ZIP_BODY,
+        "application/octet-stream": ZIP_BODY,
+    },
+    header_params={"X-Filename": "The file name to record for a raw-body upload (default submission.zip)."},
+    answers={
+        202: Answer("Taken and queued for grading.", "Submission",
+                    headers={"Location": "The API address of the new submission."}),
+        400: refusal("No zip in the request, or not a zip the grader can read."),
+        401: NO_SECRET,
+        403: refusal("Uploads are closed (not open yet, past the deadline, or the board is frozen)."),
+        413: refusal("The zip is larger than the upload limit."),
+        429: refusal("No attempts left, too many uploads in a short time, or too many wrong secrets.",
+                     {"Retry-After": "Seconds to wait."}),
+    },
+)
 def create_submission() -> Response:
     student = _api_student(allow_session=False)
     file = request.files.get("file")
@@ -95,6 +140,12 @@ def _remaining(student: Student) -> int:
 
 
 @bp.route("/submissions", methods=["GET"])
+@operation(
+    "Your uploads, newest first, and the attempts you have left",
+    auth="secret_or_session",
+    answers={200: Answer("Your uploads.", "SubmissionList"), 401: NO_SECRET, 403: refusal(
+        "Signed in as an instructor: this API is for students."), 429: LOCKED},
+)
 def list_submissions() -> Response:
     student = _api_student(allow_session=True)
     rows = student_submissions(db(), student_id=student.id)
@@ -109,9 +160,48 @@ def list_submissions() -> Response:
 
 
 @bp.route("/submissions/<int:submission_id>", methods=["GET"])
+@operation(
+    "One upload: its status and, once graded, what you may see of its result",
+    auth="secret_or_session",
+    path_params={"submission_id": "The `id` from the upload's answer or the list."},
+    answers={200: Answer("The upload.", "Submission"), 401: NO_SECRET,
+             403: refusal("Signed in as an instructor: this API is for students."),
+             404: refusal("No submission of yours has that id."), 429: LOCKED},
+)
 def get_submission(submission_id: int) -> Any:
     student = _api_student(allow_session=True)
     sub = db().get(Submission, submission_id)
     if sub is None or sub.student_id != student.id:
         abort(404, "No submission of yours has that id.")
     return jsonify(submission_json(sub, load_result(sub), services().spec, frozen=is_frozen()))
+
+
+@bp.route("/openapi.json")
+@operation(
+    "This API as an OpenAPI 3.1 document",
+    tag="documentation",
+    answers={200: Answer("The document.", "", media_type="application/json")},
+)
+def openapi_json() -> Response:
+    doc = document(current_app, server_url=request.script_root + "/")
+    return Response(json.dumps(doc, indent=1), mimetype="application/json")  # in the document's order
+
+
+@bp.route("/docs")
+@operation(
+    "This API explained, with curl examples",
+    tag="documentation",
+    answers={200: Answer("The page.", "", media_type="text/html")},
+)
+def docs() -> str:
+    doc = document(current_app, server_url=request.script_root + "/")
+    routes = [(method.upper(), path, op) for path, item in doc["paths"].items()
+              for method, op in item.items()]
+    return render_template(
+        "api_docs.html",
+        routes=routes,
+        examples=curl_examples(request.url_root),
+        secret_var=SECRET_VAR,
+        error_example=SCHEMAS["Error"],
+        upload_limit=human_bytes(current_app.config["MAX_UPLOAD_BYTES"]),
+    )

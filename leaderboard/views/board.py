@@ -9,6 +9,7 @@ from flask import Blueprint, Response, render_template, request, session
 from markupsafe import Markup
 
 from leaderboard.app import db, services
+from leaderboard.openapi import Answer, operation
 from leaderboard.ranking import Board
 
 bp = Blueprint("board", __name__)
@@ -50,6 +51,11 @@ def leaderboard() -> Any:
 
 
 @bp.route("/api/leaderboard")
+@operation("The leaderboard (no sign-in)", tag="leaderboard",
+           description="Send the last `ETag` as `If-None-Match` to get 304 while it has not changed.",
+           header_params={"If-None-Match": "The ETag of the board you have."},
+           answers={200: Answer("The board.", "Leaderboard", headers={"ETag": "This board's version."}),
+                    304: Answer("Not changed since the ETag you sent.", "", media_type="")})
 def api_leaderboard() -> Response:
     board, cache = current_board()
     tag = etag(board)
