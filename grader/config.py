@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from grader.datasets.spec import DatasetSpec, parse_datasets
 from grader.errors import SpecError
 from grader.sandbox.registry import BACKENDS, DEFAULT_BACKEND, unknown_backend
 
@@ -104,6 +105,8 @@ class Assignment:
     spec_dir: Path
     # The course's rule: only students who pass every part take a bonus place.
     bonus_requires_all_passed: bool = True
+    # The hidden sets ``[datasets.*]`` declares (grader.datasets.spec), by name.
+    datasets: Mapping[str, DatasetSpec] = field(default_factory=dict)
 
     @property
     def max_score(self) -> float:
@@ -293,7 +296,8 @@ def split_rank_by(rank_by: str) -> tuple[str, str]:
 
 
 def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
-    _no_extra(raw, {"assignment", "files", "limits", "parts", "leaderboard", "deadlines", "bonus"}, "spec")
+    _no_extra(raw, {"assignment", "files", "limits", "parts", "leaderboard", "deadlines", "bonus",
+                    "datasets"}, "spec")
     head = _take(raw, "assignment", dict, "spec")
     _no_extra(head, {"name", "title", "version", "upload_budget", "seed"}, "[assignment]")
     files_t = _take(raw, "files", dict, "spec")
@@ -345,6 +349,7 @@ def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
         bonus_points=bonus_points,
         spec_dir=spec_dir,
         bonus_requires_all_passed=requires_all_passed,
+        datasets=parse_datasets(raw.get("datasets", {}), public_fraction=public_fraction),
     )
 
 

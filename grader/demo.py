@@ -81,10 +81,10 @@ def train_finetune(out: Path, *, images: int, epochs: int, num_classes: int, ech
     """Train the reference FinetuneNet on synthetic dogs-and-cats training images."""
     import torch
 
-    from grader.datasets.synthetic import make_split
+    from grader.datasets.synthetic import TRAIN_STREAM, draw_images
 
     torch.manual_seed(0)
-    x, y = make_split("train", images, seed=99, num_classes=num_classes)
+    x, y = draw_images("plain", images, seed=99, stream=TRAIN_STREAM, num_classes=num_classes)
     model = load_solution("pytorch_cnn").FinetuneNet(num_classes=num_classes)
     _fit(model, x, y, epochs=epochs, batch_size=32, lr=1e-3, echo=echo,
          label=f"FinetuneNet on {images} images")
@@ -192,7 +192,7 @@ def make_samples(settings: Settings, assignment: Assignment, *, echo: Echo) -> d
 
 def ensure_hidden_data(settings: Settings, assignment: Assignment, *, echo: Echo) -> Path:
     """Build the demo hidden sets unless a verified build is already there."""
-    from grader.datasets.build import build_hidden_data
+    from grader.datasets.build import build_sets
     from grader.datasets.manifest import load_manifest
     from grader.datasets.provenance import Provenance
     from grader.errors import GraderFault
@@ -203,7 +203,7 @@ def ensure_hidden_data(settings: Settings, assignment: Assignment, *, echo: Echo
         echo(f"hidden test data: {target} (verified)")
     except GraderFault:
         echo(f"building the hidden test data in {target}")
-        build_hidden_data(target, progress=echo)
+        build_sets(assignment.datasets, target, progress=echo)
     for dataset in load_manifest(target, verify=False).datasets.values():
         if dataset.provenance is not Provenance.PRIVATE:  # the public t10k set, synthetic dogs
             echo(f"NOTE: {dataset.name}: {dataset.note}")
