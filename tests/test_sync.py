@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
-from grader.datasets.build import build_hidden_data
+from tests.factories import build_hidden_data
 from grader.datasets.manifest import MANIFEST_NAME, load_manifest
 from grader.datasets.sync import fingerprint, sync_hidden_data
 
