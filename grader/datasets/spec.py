@@ -218,16 +218,16 @@ def _channels(splits: Mapping[str, SplitSpec], where: str) -> int:
     return channels.pop() if channels else 3
 
 
-def _check_transforms(splits: Mapping[str, SplitSpec], where: str) -> None:
+def _check_transforms(splits: Mapping[str, SplitSpec], name: str) -> None:
     for split in splits.values():
         seen = [split.name]
         source = split.source
         while isinstance(source, Transform):
             if source.of not in splits:
-                raise SpecError(f"{where}.splits.{seen[-1]}: key 'of' names no split of this "
+                raise SpecError(f"[datasets.{name}.splits.{seen[-1]}]: key 'of' names no split of this "
                                 f"dataset: {source.of!r} (known: {', '.join(splits)})")
             if source.of in seen:
-                raise SpecError(f"{where}.splits.{split.name}: transforms go round in a circle "
+                raise SpecError(f"[datasets.{name}.splits.{split.name}]: transforms go round in a circle "
                                 f"({' <- '.join([*seen, source.of])})")
             seen.append(source.of)
             source = splits[source.of].source
@@ -267,7 +267,7 @@ def _dataset(name: str, table: Any, public: float) -> DatasetSpec:
         raise SpecError(f"{where}: needs at least one split under [datasets.{name}.splits.*]")
     splits = {s: _split(s, t, seed, public, f"[datasets.{name}.splits.{s}]")
               for s, t in raw_splits.items()}
-    _check_transforms(splits, where)
+    _check_transforms(splits, name)
     _check_folders(splits, where)
     channels = _channels(splits, where)
     normalize = None
