@@ -166,8 +166,7 @@ def flagged(tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Pat
     from click.testing import CliRunner
 
     from grader.cli import main
-    from tests.factories import build_hidden_data
-    from tests.factories import private_fashion_set
+    from tests.factories import build_hidden_data, private_fashion_set
 
     home = tmp_path_factory.mktemp("private-home")
     private_fashion_set(home / "mine", n=500, seed=5)

@@ -17,7 +17,6 @@ from click.testing import CliRunner
 
 from grader.batch.csvout import Entry, Row, write_csv
 from grader.config import load_assignment
-from tests.factories import build_hidden_data
 from grader.datasets.cli import build_tests
 from grader.datasets.fashion import DEFAULT_FASHION_DIR
 from grader.datasets.manifest import load_labels, load_manifest
@@ -26,7 +25,7 @@ from grader.errors import GraderFault
 from grader.export import gradescope
 from grader.plausibility import plausibility_flags
 from grader.result import Flag, GradeResult, Status
-from tests.factories import private_fashion_set, public_fashion_test, write_idx
+from tests.factories import build_hidden_data, private_fashion_set, public_fashion_test, write_idx
 
 SMALL = {"ORIG": 12, "AUG": 12, "NEW": 12}
 
