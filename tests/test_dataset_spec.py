@@ -296,3 +296,21 @@ def test_a_dataset_without_files_or_stand_in_asks_for_its_folder(tmp_path: Path)
                                              r"folder with `--source fashion=DIR`"):
         build_sets(spec, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stand_in_must_fit_its_split() -> None:
+    with pytest.raises(SpecError, match=r"splits\.TEST\]: a stand-in draws RGB images; an IDX "
+                                        r"split cannot have one"):
+        datasets_of(ROTATED_SPEC.replace("count = 300", 'count = 300\nstand_in = { style = "plain" }'))
+    with pytest.raises(SpecError, match="two synthetic splits share a style and a 'stream'"):
+        datasets_of("""
+[datasets.pets]
+size = [96, 96]
+[datasets.pets.splits.A]
+from = "image_folder"
+stand_in = { style = "plain", stream = 4 }
+[datasets.pets.splits.B]
+from = "synthetic"
+style = "plain"
+stream = 4
+""")

@@ -102,10 +102,11 @@ class DatasetSpec:
         return "float32" if self.normalize else "uint8"
 
     def has_stand_in(self) -> bool:
-        """Every split can be drawn without a folder."""
+        """Every split can be drawn without a folder (transforms follow what they transform)."""
         return all(
             s.stand_in is not None or isinstance(s.source, Synthetic | Transform)
             for s in self.splits.values()
+            if not isinstance(s.source, Transform) or s.stand_in is not None
         )
 
 
@@ -156,6 +157,8 @@ def _numbers(table: Mapping[str, Any], key: str, where: str) -> tuple[float, ...
 
 def _synthetic(table: Mapping[str, Any], where: str) -> Synthetic:
     _no_extra(table, {"from", "style", "stream", "count"}, where)
+    if table.get("from", "synthetic") != "synthetic":
+        raise SpecError(f"{where}: a stand-in is drawn; key 'from' can only be \"synthetic\"")
     style = _take(table, "style", str, where)
     if style not in STYLES:
         raise SpecError(f"{where}: unknown style {style!r} (known: {', '.join(STYLES)})")
@@ -204,6 +207,8 @@ def _split(name: str, table: Any, seed: int, public: float, where: str) -> Split
     source = _source(table, name, where)
     stand_in = None
     if "stand_in" in table:
+        if isinstance(source, Idx):
+            raise SpecError(f"{where}: a stand-in draws RGB images; an IDX split cannot have one")
         stand_in = _synthetic(_take(table, "stand_in", dict, where), f"{where}.stand_in")
     fraction = _share(_get(table, "public_fraction", float, where, public), "public_fraction",
                       where, closed=True)
