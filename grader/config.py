@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from grader.datasets.spec import DatasetSpec, parse_datasets
 from grader.errors import SpecError
 from grader.parts import parse_part
 from grader.parts.spec import PartSpec, no_extra, positive, take
@@ -75,6 +76,8 @@ class Assignment:
     def kit_dir(self) -> Path:
         """The student kit whose README section and constants ``grader render-kit`` writes."""
         return (self.spec_dir / self.kit).resolve()
+    # The hidden sets ``[datasets.*]`` declares (grader.datasets.spec), by name.
+    datasets: Mapping[str, DatasetSpec] = field(default_factory=dict)
 
     @property
     def max_score(self) -> float:
@@ -195,7 +198,8 @@ def _rank_by(board: Mapping[str, Any], parts: Sequence[PartSpec]) -> str:
 
 
 def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
-    _no_extra(raw, {"assignment", "files", "limits", "parts", "leaderboard", "deadlines", "bonus"}, "spec")
+    _no_extra(raw, {"assignment", "files", "limits", "parts", "leaderboard", "deadlines", "bonus",
+                    "datasets"}, "spec")
     head = _take(raw, "assignment", dict, "spec")
     _no_extra(head, {"name", "title", "version", "upload_budget", "seed", "kit"}, "[assignment]")
     files_t = _take(raw, "files", dict, "spec")
@@ -247,6 +251,7 @@ def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
         spec_dir=spec_dir,
         bonus_requires_all_passed=requires_all_passed,
         kit=_take(head, "kit", str, "[assignment]") if "kit" in head else "kit",
+        datasets=parse_datasets(raw.get("datasets", {}), public_fraction=public_fraction),
     )
 
 

@@ -94,7 +94,7 @@ def make_samples(settings: Settings, assignment: Assignment, *, echo: Echo) -> d
 
 def ensure_hidden_data(settings: Settings, assignment: Assignment, *, echo: Echo) -> Path:
     """Build the demo hidden sets unless a verified build is already there."""
-    from grader.datasets.build import build_hidden_data
+    from grader.datasets.build import build_sets
     from grader.datasets.manifest import load_manifest
     from grader.datasets.provenance import Provenance
     from grader.errors import GraderFault
@@ -105,7 +105,7 @@ def ensure_hidden_data(settings: Settings, assignment: Assignment, *, echo: Echo
         echo(f"hidden test data: {target} (verified)")
     except GraderFault:
         echo(f"building the hidden test data in {target}")
-        build_hidden_data(target, progress=echo)
+        build_sets(assignment.datasets, target, progress=echo)
     for dataset in load_manifest(target, verify=False).datasets.values():
         if dataset.provenance is not Provenance.PRIVATE:  # the public t10k set, synthetic dogs
             echo(f"NOTE: {dataset.name}: {dataset.note}")

@@ -23,7 +23,7 @@ TEST_SPLIT_COUNTS = {"ORIG": 48, "AUG": 48, "NEW": 48}
 @pytest.fixture(scope="session")
 def grader_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A grader home whose hidden data is built once per session by the real builder."""
-    from grader.datasets.build import build_hidden_data
+    from tests.factories import build_hidden_data
 
     home = tmp_path_factory.mktemp("grader-home")
     build_hidden_data(home / "hidden" / "cnn", synthetic_counts=TEST_SPLIT_COUNTS, seed=11)
@@ -168,8 +168,7 @@ def flagged(tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Pat
     from click.testing import CliRunner
 
     from grader.cli import main
-    from grader.datasets.build import build_hidden_data
-    from tests.factories import private_fashion_set
+    from tests.factories import build_hidden_data, private_fashion_set
 
     home = tmp_path_factory.mktemp("private-home")
     private_fashion_set(home / "mine", n=500, seed=5)

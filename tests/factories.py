@@ -114,3 +114,45 @@ def write_spec(folder: Path, text: str) -> Path:
         shutil.copyfile(source, folder / source.name)
     (folder / "assignment.toml").write_text(text)
     return folder
+
+
+# The cnn spec's synthetic stand-ins (hidden_tests/cnn/assignment.toml), by split, and the
+# stream the kit trains on: (style, stream).
+CNN_SYNTHETIC = {"train": ("plain", 11), "ORIG": ("plain", 23), "AUG": ("augmented", 37),
+                 "NEW": ("shifted", 53)}
+
+
+def make_split(split: str, n: int, seed: int, num_classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic images the cnn spec draws for ``split`` (or the kit's "train" images)."""
+    from grader.datasets.synthetic import draw_images
+
+    style, stream = CNN_SYNTHETIC[split]
+    return draw_images(style, n, seed, stream=stream, num_classes=num_classes)
+
+
+def build_hidden_data(
+    out: Path,
+    *,
+    fashion_dir: Path | None = PUBLIC_FASHION,
+    dogs_cats_dir: Path | None = None,
+    synthetic_counts: Mapping[str, int] | None = None,
+    seed: int = 1234,
+    num_classes: int = 2,
+    new_fraction: float | None = None,
+    progress=None,
+):
+    """The cnn spec's hidden sets through the generic builder, as `grader build-tests cnn`
+    with --source fashion_mnist=DIR (None: not built), --source dogs_cats=DIR, --count, ..."""
+    from grader.config import load_assignment
+    from grader.datasets.build import build_sets
+
+    sources: dict[str, Path] = {}
+    if fashion_dir is not None and Path(fashion_dir) != PUBLIC_FASHION:
+        sources["fashion_mnist"] = Path(fashion_dir)
+    if dogs_cats_dir is not None:
+        sources["dogs_cats"] = Path(dogs_cats_dir)
+    return build_sets(
+        load_assignment().datasets, out, sources=sources, counts=synthetic_counts, seed=seed,
+        synthetic_classes=num_classes, held_out=new_fraction,
+        only=None if fashion_dir is not None else ["dogs_cats"], progress=progress,
+    )

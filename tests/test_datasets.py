@@ -17,7 +17,6 @@ from PIL import Image
 
 from grader.datasets import synthetic
 from grader.datasets.augment import augment
-from grader.datasets.build import build_hidden_data
 from grader.datasets.cli import build_tests, parse_counts
 from grader.datasets.errors import DataBuildError
 from grader.datasets.fashion import (
@@ -31,7 +30,7 @@ from grader.datasets.imagefolder import load_image_folder, write_image_folder
 from grader.datasets.manifest import NOT_BUILT, load_labels, load_manifest, sha256_file
 from grader.datasets.provenance import Provenance
 from grader.errors import GraderFault, SpecError
-from tests.factories import write_idx
+from tests.factories import CNN_SYNTHETIC, build_hidden_data, make_split, write_idx
 
 SMALL = {"ORIG": 30, "AUG": 20, "NEW": 20}
 
@@ -173,8 +172,8 @@ def test_build_writes_real_fashion_mnist(built: Path) -> None:
     assert info.classes == FASHION_CLASSES
     assert info.provenance is Provenance.PUBLIC  # Debian's t10k files: anyone has the labels
     assert info.title == "FashionMNIST test set (public)"
-    assert "10,000 of its 10,000 images are images of the public FashionMNIST set" in info.note
-    assert "--fashion-mnist DIR" in info.note
+    assert "10,000 of its 10,000 images are images of the public set" in info.note
+    assert "--source fashion_mnist=DIR" in info.note
     assert info.input_shape == (1, 28, 28)
     assert split.count == 10_000
     assert split.inputs == built / "inputs" / "fashion_mnist" / "test.npy"
@@ -193,9 +192,9 @@ def test_build_writes_real_fashion_mnist(built: Path) -> None:
 # --------------------------------------------------------------------------- synthetic
 
 
-@pytest.mark.parametrize("split", synthetic.SPLITS)
+@pytest.mark.parametrize("split", sorted(CNN_SYNTHETIC))
 def test_synthetic_split_shapes_and_balance(split: str) -> None:
-    images, labels = synthetic.make_split(split, 25, seed=3)
+    images, labels = make_split(split, 25, seed=3)
     assert images.shape == (25, 3, 96, 96)
     assert images.dtype == np.uint8
     assert labels.shape == (25,)
@@ -206,13 +205,13 @@ def test_synthetic_split_shapes_and_balance(split: str) -> None:
 
 def test_synthetic_is_deterministic() -> None:
     for split in ("ORIG", "AUG", "NEW"):
-        a, la = synthetic.make_split(split, 12, seed=5)
-        b, lb = synthetic.make_split(split, 12, seed=5)
+        a, la = make_split(split, 12, seed=5)
+        b, lb = make_split(split, 12, seed=5)
         assert a.tobytes() == b.tobytes()
         assert la.tobytes() == lb.tobytes()
-    other, _ = synthetic.make_split("ORIG", 12, seed=6)
-    train, _ = synthetic.make_split("train", 12, seed=5)
-    orig, _ = synthetic.make_split("ORIG", 12, seed=5)
+    other, _ = make_split("ORIG", 12, seed=6)
+    train, _ = make_split("train", 12, seed=5)
+    orig, _ = make_split("ORIG", 12, seed=5)
     assert not np.array_equal(other, orig)
     assert not np.array_equal(train, orig)
 
@@ -222,15 +221,15 @@ def test_synthetic_breeds_for_more_classes() -> None:
     assert len(names) == 5
     assert list(names) == sorted(names)
     assert {n.split("_")[0] for n in names} == {"cat", "dog"}
-    images, labels = synthetic.make_split("ORIG", 30, seed=1, num_classes=5)
+    images, labels = make_split("ORIG", 30, seed=1, num_classes=5)
     assert images.shape == (30, 3, 96, 96)
     assert np.bincount(labels).tolist() == [6] * 5
     assert synthetic.class_names(2) == ("cat", "dog")
     for bad in (1, synthetic.MAX_CLASSES + 1):
         with pytest.raises(ValueError, match="num_classes"):
-            synthetic.make_split("ORIG", 4, seed=1, num_classes=bad)
-    with pytest.raises(ValueError, match="unknown split"):
-        synthetic.make_split("TEST", 4, seed=1)
+            make_split("ORIG", 4, seed=1, num_classes=bad)
+    with pytest.raises(ValueError, match="unknown style"):
+        synthetic.draw_images("sepia", 4, seed=1)
 
 
 def test_new_split_has_shifted_pixel_statistics() -> None:
@@ -238,15 +237,15 @@ def test_new_split_has_shifted_pixel_statistics() -> None:
         x = images.astype(np.float32) / 255
         return float((x.max(axis=1) - x.min(axis=1)).mean())
 
-    train = saturation(synthetic.make_split("train", 120, seed=2)[0])
-    orig = saturation(synthetic.make_split("ORIG", 120, seed=2)[0])
-    new = saturation(synthetic.make_split("NEW", 120, seed=2)[0])
+    train = saturation(make_split("train", 120, seed=2)[0])
+    orig = saturation(make_split("ORIG", 120, seed=2)[0])
+    new = saturation(make_split("NEW", 120, seed=2)[0])
     assert abs(train - orig) < 0.15 * orig  # same distribution
     assert new > 1.5 * orig  # other palettes and backgrounds
 
 
 def test_augment_is_deterministic_per_image_and_changes_every_image() -> None:
-    images, _ = synthetic.make_split("ORIG", 16, seed=4)
+    images, _ = make_split("ORIG", 16, seed=4)
     aug = augment(images, seed=9)
     assert aug.shape == images.shape
     assert aug.dtype == np.uint8
@@ -378,7 +377,7 @@ def test_split_layout_is_named_too(tmp_path: Path) -> None:
     assert any("has ORIG/ and NEW/ folders" in line for line in said)
     assert f"image folders {root}/ORIG and {root}/NEW" in info.source
     assert info.note == ""
-    with pytest.raises(DataBuildError, match="NEW fraction only applies to one folder per class"):
+    with pytest.raises(DataBuildError, match="held-out fraction only applies to one folder per class"):
         build_hidden_data(tmp_path / "out2", fashion_dir=None, dogs_cats_dir=root, new_fraction=0.3)
 
 
@@ -426,11 +425,11 @@ def test_dogs_cats_layout_errors_name_the_problem(tmp_path: Path, layout: str) -
 
 
 def test_write_image_folder_round_trips_the_synthetic_split(tmp_path: Path) -> None:
-    classes = write_image_folder(tmp_path / "train", split="ORIG", n=12, seed=8, num_classes=3)
+    classes = write_image_folder(tmp_path / "train", n=12, seed=8, num_classes=3, stream=23)
     assert classes == synthetic.class_names(3)
     assert len(list((tmp_path / "train").rglob("*.png"))) == 12
     images, labels, found = load_image_folder(tmp_path / "train")
-    expected, expected_labels = synthetic.make_split("ORIG", 12, seed=8, num_classes=3)
+    expected, expected_labels = make_split("ORIG", 12, seed=8, num_classes=3)
     order = np.argsort(expected_labels, kind="stable")
     assert found == classes
     assert np.array_equal(labels, expected_labels[order])
@@ -443,7 +442,8 @@ def test_write_image_folder_round_trips_the_synthetic_split(tmp_path: Path) -> N
 def test_build_writes_the_documented_layout(built: Path) -> None:
     manifest = load_manifest(built)
     raw = json.loads((built / "manifest.json").read_text())
-    assert raw["format"] == 2
+    assert raw["format"] == 3
+    assert raw["datasets"]["dogs_cats"]["dtype"] == "uint8"
     assert raw["datasets"]["dogs_cats"]["provenance"] == "synthetic"
     assert "synthetic" not in raw["datasets"]["dogs_cats"]  # one notion, not two flags
     assert raw["built_at"] == manifest.built_at
@@ -461,7 +461,7 @@ def test_build_writes_the_documented_layout(built: Path) -> None:
         assert sum(split.class_counts) == count
         assert manifest.input_relpath(split) == f"dogs_cats/{name}.npy"
         assert split.labels == built / "labels" / "dogs_cats" / f"{name}.npy"
-        images, labels = synthetic.make_split(name, count, seed=7)
+        images, labels = make_split(name, count, seed=7)
         assert np.array_equal(np.load(split.inputs, allow_pickle=False), images)
         assert np.array_equal(load_labels(split), labels)
     inputs = sorted(p.relative_to(built).as_posix() for p in (built / "inputs").rglob("*"))
@@ -571,8 +571,8 @@ def test_verify_refuses_a_broken_manifest(copy_of_built: Path) -> None:
     path.write_text(path.read_text()[:-40])
     with pytest.raises(GraderFault, match=r"manifest\.json: unreadable"):
         load_manifest(copy_of_built, verify=False)
-    path.write_text(json.dumps({"format": 3}))
-    with pytest.raises(GraderFault, match="not a format-2 manifest"):
+    path.write_text(json.dumps({"format": 4}))
+    with pytest.raises(GraderFault, match="not a format-3 manifest"):
         load_manifest(copy_of_built, verify=False)
 
 
@@ -614,8 +614,8 @@ def test_build_refuses_to_replace_a_foreign_folder(tmp_path: Path) -> None:
 
 
 def test_parse_counts() -> None:
-    assert parse_counts("7") == {"ORIG": 7, "AUG": 7, "NEW": 7}
-    assert parse_counts("ORIG=5, NEW=2") == {"ORIG": 5, "AUG": 500, "NEW": 2}
+    assert parse_counts("7") == {"*": 7}
+    assert parse_counts("ORIG=5, dogs_cats.NEW=2") == {"ORIG": 5, "dogs_cats.NEW": 2}
 
 
 @needs_fashion
@@ -637,8 +637,8 @@ def test_cli_builds_and_says_synthetic(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "SYNTHETIC STAND-IN" in result.output
-    assert "NOTE: fashion_mnist is the PUBLIC FashionMNIST set" in result.output
-    assert "--fashion-mnist DIR" in result.output
+    assert "NOTE: fashion_mnist is a PUBLIC data set" in result.output
+    assert "--source fashion_mnist=DIR" in result.output
     assert "fashion_mnist: test 10000 images" in result.output
     assert "dogs_cats: ORIG 10, AUG 6, NEW 6 images; classes: cat, dog" in result.output
     manifest = load_manifest(out)
@@ -667,7 +667,7 @@ def test_cli_missing_fashion_dir_is_a_clear_error(tmp_path: Path, option: str) -
         build_tests, ["--out", str(tmp_path / "out"), option, str(tmp_path / "nope")]
     )
     assert result.exit_code == 2
-    assert f"--fashion-mnist {tmp_path / 'nope'}: no such folder." in result.output
+    assert f"--source fashion_mnist={tmp_path / 'nope'}: no such folder." in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
@@ -681,7 +681,7 @@ def test_cli_bad_image_folder_is_a_clear_error(tmp_path: Path) -> None:
         build_tests, ["--out", str(tmp_path / "out"), "--dogs-cats", str(root)]
     )
     assert result.exit_code == 2
-    assert "Error: dogs-and-cats folder" in result.output
+    assert "Error: image folder" in result.output
     assert "no NEW/ folder" in result.output
     assert "Traceback" not in result.output
 
@@ -706,7 +706,7 @@ def test_cli_builds_from_one_folder_per_class(tmp_path: Path) -> None:
 def test_cli_new_fraction_needs_an_image_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(build_tests, ["--out", str(tmp_path / "out"), "--new-fraction", "0.3"])
     assert result.exit_code == 2
-    assert "--new-fraction needs --dogs-cats DIR" in result.output
+    assert "--held-out needs image folders" in result.output
 
 
 def test_cli_bad_count_is_a_usage_error(tmp_path: Path) -> None:
@@ -714,7 +714,7 @@ def test_cli_bad_count_is_a_usage_error(tmp_path: Path) -> None:
         build_tests, ["--out", str(tmp_path), "--synthetic-count", "TEST=4"]
     )
     assert result.exit_code == 2
-    assert "SPLIT=N" in result.output
+    assert "count TEST=4: no split TEST" in result.output
 
 
 # --------------------------------------------------------------------------- learnability
@@ -725,9 +725,9 @@ def test_a_tiny_cnn_learns_the_synthetic_data() -> None:
     import torch
     from torch import nn
 
-    train_x, train_y = synthetic.make_split("train", 2000, seed=21)
-    orig_x, orig_y = synthetic.make_split("ORIG", 400, seed=1234)
-    new_x, new_y = synthetic.make_split("NEW", 400, seed=1234)
+    train_x, train_y = make_split("train", 2000, seed=21)
+    orig_x, orig_y = make_split("ORIG", 400, seed=1234)
+    new_x, new_y = make_split("NEW", 400, seed=1234)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # deterministic, and fair to a shared machine
     try:

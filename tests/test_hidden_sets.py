@@ -17,7 +17,6 @@ from click.testing import CliRunner
 
 from grader.batch.csvout import Entry, Row, write_csv
 from grader.config import load_assignment
-from grader.datasets.build import build_hidden_data
 from grader.datasets.cli import build_tests
 from grader.datasets.fashion import DEFAULT_FASHION_DIR
 from grader.datasets.manifest import load_labels, load_manifest
@@ -26,7 +25,7 @@ from grader.errors import GraderFault
 from grader.export import gradescope
 from grader.plausibility import plausibility_flags
 from grader.result import Flag, GradeResult, Status
-from tests.factories import private_fashion_set, public_fashion_test, write_idx
+from tests.factories import build_hidden_data, private_fashion_set, public_fashion_test, write_idx
 
 SMALL = {"ORIG": 12, "AUG": 12, "NEW": 12}
 
@@ -83,8 +82,8 @@ def test_public_images_in_the_given_set_are_found(
                                  synthetic_counts=SMALL, seed=1)
     info = manifest.dataset("fashion_mnist")
     assert info.provenance is provenance
-    assert f"{public:,} of its 500 images are images of the public FashionMNIST set" in info.note
-    assert ("--fashion-mnist DIR" in info.note) == (provenance is Provenance.PUBLIC)
+    assert f"{public:,} of its 500 images are images of the public set" in info.note
+    assert ("--source fashion_mnist=DIR" in info.note) == (provenance is Provenance.PUBLIC)
 
 
 def _broken(folder: Path, case: str) -> str:
@@ -127,7 +126,7 @@ def _broken(folder: Path, case: str) -> str:
                                         "that of an images file (0x00000803)"),
         ("int32 images", "magic number 0x00000C03 is not that of an images file"),
         ("2-D labels", "magic number 0x00000802 is not that of a labels file (0x00000801)"),
-        ("32x32 images", "the images are 32x32 pixels; FashionMNIST's are 28x28"),
+        ("32x32 images", "the images are 32x32 pixels; the spec's size is 28x28"),
         ("label 10", "label 10 of image 7 is not a class; labels must be 0-9 (1 of 20 are not)"),
         ("fewer labels", "19 labels for 20 images"),
         ("no images", "holds no images"),
@@ -157,9 +156,10 @@ def test_a_format_1_manifest_is_read_with_its_provenance(grader_home: Path, tmp_
     copy = Path(shutil.copytree(grader_home / "hidden" / "cnn", tmp_path / "cnn"))
     path = copy / "manifest.json"
     raw = json.loads(path.read_text())
-    assert raw["format"] == 2
+    assert raw["format"] == 3
     raw["format"] = 1
     for name, dataset in raw["datasets"].items():
+        dataset.pop("dtype")  # format 3 added it; older sets were uint8
         dataset["synthetic"] = dataset.pop("provenance") == "synthetic"
         assert dataset["synthetic"] == (name == "dogs_cats")
     path.write_text(json.dumps(raw))

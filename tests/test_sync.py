@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
-from grader.datasets.build import build_hidden_data
 from grader.datasets.manifest import MANIFEST_NAME, load_manifest
 from grader.datasets.sync import fingerprint, sync_hidden_data
+from tests.factories import build_hidden_data
 
 SMALL = {"ORIG": 8, "AUG": 4, "NEW": 4}
 

@@ -8,22 +8,23 @@ from pathlib import Path
 
 import click
 
-from grader.config import DEFAULT_ASSIGNMENT, Settings, load_assignment
-from grader.datasets.build import DEFAULT_SYNTHETIC_COUNTS, DOGS_CATS_SPLITS, build_hidden_data
+from grader.config import HIDDEN_TESTS_DIR, Assignment, Settings, load_assignment
+from grader.datasets.build import EVERY_SYNTHETIC, build_sets
 from grader.datasets.errors import DataBuildError
-from grader.datasets.fashion import DEFAULT_FASHION_DIR
 from grader.datasets.provenance import Provenance
 from grader.datasets.sync import fingerprint, sync_hidden_data, verified_copy
 from grader.datasets.synthetic import MAX_CLASSES
 from grader.errors import GraderFault, SpecError
 
 NOTES = {
-    Provenance.PUBLIC: "is the PUBLIC FashionMNIST set, whose labels anyone can have (a "
-    "submission can carry them inside a checkpoint); every result says so. For a course, pass "
-    "your own private set with --fashion-mnist DIR.",
-    Provenance.SYNTHETIC: "is a SYNTHETIC STAND-IN (drawn cat and dog faces), not real photos; "
-    "pass --dogs-cats DIR to build it from real image folders.",
+    Provenance.PUBLIC: "is a PUBLIC data set, whose labels anyone can have (a submission can "
+    "carry them inside a checkpoint); every result says so. For a course, pass your own "
+    "private set with --source {name}=DIR.",
+    Provenance.SYNTHETIC: "is a SYNTHETIC STAND-IN, not real data; pass --source {name}=DIR to "
+    "build it from real files.",
 }
+# The first lab's option names, kept as aliases: option -> the dataset it names.
+SOURCE_ALIASES = {"fashion_dir": "fashion_mnist", "dogs_cats": "dogs_cats"}
 
 
 class BuildFailed(click.ClickException):
@@ -33,121 +34,150 @@ class BuildFailed(click.ClickException):
 
 
 def parse_counts(text: str) -> dict[str, int]:
-    """``"500"`` (every split) or ``"ORIG=500,AUG=300,NEW=200"`` -> images per synthetic split."""
+    """``"500"`` (every synthetic split) or ``"SPLIT=N,DATASET.SPLIT=N,..."`` -> counts."""
     text = text.strip()
     if text.isdigit():
-        return dict.fromkeys(DOGS_CATS_SPLITS, int(text))
-    counts = dict(DEFAULT_SYNTHETIC_COUNTS)
+        return {EVERY_SYNTHETIC: int(text)}
+    counts: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         split, _, number = item.partition("=")
-        if split.strip() not in counts or not number.strip().isdigit():
-            raise click.BadParameter(
-                f"{item!r}: use N or SPLIT=N,... with SPLIT in {', '.join(DOGS_CATS_SPLITS)}"
-            )
+        if not split.strip() or not number.strip().isdigit():
+            raise click.BadParameter(f"{item!r}: use N or SPLIT=N,... (or DATASET.SPLIT=N)")
         counts[split.strip()] = int(number)
     return counts
 
 
+def parse_sources(values: tuple[str, ...]) -> dict[str, Path]:
+    """``("DATASET=DIR", ...)`` -> {dataset: folder}."""
+    sources: dict[str, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise click.BadParameter(f"{value!r}: use DATASET=DIR", param_hint="'--source'")
+        sources[name.strip()] = Path(folder.strip())
+    return sources
+
+
+def resolve_assignment(ctx: click.Context, name: str | None) -> Assignment:
+    """A spec by name (``hidden_tests/<name>/``) or path; None: the one the settings name."""
+    if name is None:
+        settings = ctx.obj.get("settings") if isinstance(ctx.obj, dict) else None
+        if not isinstance(settings, Settings):
+            settings = Settings.from_env()
+        path = settings.assignment_path
+    else:
+        path = Path(name) if Path(name).exists() else HIDDEN_TESTS_DIR / name
+        if not path.exists():
+            known = sorted(p.name for p in HIDDEN_TESTS_DIR.iterdir() if (p / "assignment.toml").is_file())
+            raise BuildFailed(f"no assignment {name!r} (known: {', '.join(known)}; or a spec folder)")
+    try:
+        return load_assignment(path)
+    except SpecError as exc:
+        raise BuildFailed(str(exc)) from None
+
+
 @click.command("build-tests")
+@click.argument("assignment", required=False)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder to build into (replaced as a whole). Default: <GRADER_HOME>/hidden/cnn.",
+    help="Folder to build into (replaced as a whole). Default: <GRADER_HOME>/hidden/<assignment>.",
 )
 @click.option(
-    "--fashion-mnist",
-    "--fashion-dir",
-    "fashion_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Your own private FashionMNIST-format test set: a folder with "
-    "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]. Without it, the public "
-    f"t10k set in {DEFAULT_FASHION_DIR} is used, and every result says so.",
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="DATASET=DIR",
+    help="Read DATASET's files from DIR (your own private data): its IDX files, or its image "
+    "folders (DIR/<split>/<class>/* or one folder per class, DIR/<class>/*). Without it a "
+    "dataset is read from the spec's `dir`, or drawn from its synthetic stand-in. Repeatable.",
 )
+@click.option("--fashion-mnist", "--fashion-dir", "fashion_dir", type=click.Path(path_type=Path),
+              default=None, hidden=True, help="Old spelling of --source fashion_mnist=DIR.")
+@click.option("--dogs-cats", "dogs_cats", type=click.Path(path_type=Path), default=None,
+              hidden=True, help="Old spelling of --source dogs_cats=DIR.")
 @click.option(
-    "--dogs-cats",
-    "dogs_cats",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Real dogs-and-cats photos: DIR/ORIG/<class>/* and DIR/NEW/<class>/*, or one folder "
-    "per class, DIR/<class>/* (split with --seed: --new-fraction of each class becomes NEW, the "
-    "rest ORIG). AUG is ORIG augmented. Without it a synthetic stand-in is drawn.",
-)
-@click.option(
+    "--held-out",
     "--new-fraction",
-    "new_fraction",
+    "held_out",
     type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
     default=None,
-    help="With one folder per class: the share of each class held out as NEW (default 0.2).",
+    help="With one folder per class: the share of each class held out (replaces the spec's "
+    "`held_out`).",
 )
 @click.option(
+    "--count",
     "--synthetic-count",
-    "synthetic_counts",
-    default="500",
-    show_default=True,
-    callback=lambda _ctx, _param, value: parse_counts(value),
-    help="Synthetic images per split: N, or ORIG=500,AUG=500,NEW=500.",
+    "counts",
+    default="",
+    callback=lambda _ctx, _param, value: parse_counts(value) if value else {},
+    help="Images per split: N (every synthetic split), or SPLIT=N,... (also the first N of an "
+    "IDX split). Default: as the spec declares.",
 )
 @click.option(
+    "--synthetic-classes",
     "--classes",
     "num_classes",
     type=click.IntRange(2, MAX_CLASSES),
-    default=2,
-    show_default=True,
-    help="Number of synthetic classes (2: cat/dog; more: breeds).",
+    default=None,
+    help="Number of synthetic classes (2: cat/dog; more: breeds). Default: as the spec declares.",
 )
 @click.option(
     "--seed",
     type=click.IntRange(min=0),
-    default=1234,
-    show_default=True,
-    help="Seed of the synthetic images and of AUG; use a private one for a real course.",
+    default=None,
+    help="Replaces every seed the spec declares; use a private one for a real course.",
 )
+@click.option("--only", multiple=True, metavar="DATASET", help="Build only these datasets.")
 @click.pass_context
 def build_tests(
     ctx: click.Context,
+    assignment: str | None,
     out: Path | None,
+    sources: tuple[str, ...],
     fashion_dir: Path | None,
     dogs_cats: Path | None,
-    new_fraction: float | None,
-    synthetic_counts: dict[str, int],
-    num_classes: int,
-    seed: int,
+    held_out: float | None,
+    counts: dict[str, int],
+    num_classes: int | None,
+    seed: int | None,
+    only: tuple[str, ...],
 ) -> None:
-    """Build the hidden test sets (inputs, labels, manifest) from raw data."""
-    if new_fraction is not None and dogs_cats is None:
-        raise BuildFailed("--new-fraction needs --dogs-cats DIR (one folder per class).")
+    """Build the hidden test sets of ASSIGNMENT (a name under hidden_tests/ or a spec folder;
+    default: the configured one) as its [datasets.*] tables declare."""
+    spec = resolve_assignment(ctx, assignment)
+    folders = parse_sources(sources)
+    for option, folder in (("fashion_dir", fashion_dir), ("dogs_cats", dogs_cats)):
+        if folder is not None:
+            folders[SOURCE_ALIASES[option]] = folder
     if out is None:
         settings = ctx.obj.get("settings") if isinstance(ctx.obj, dict) else None
         if not isinstance(settings, Settings):
             settings = Settings.from_env()
-        out = settings.data_dir / DEFAULT_ASSIGNMENT
-    if fashion_dir is None and not DEFAULT_FASHION_DIR.is_dir():
-        raise BuildFailed(
-            f"FashionMNIST folder {DEFAULT_FASHION_DIR} not found: pass your own set with "
-            "--fashion-mnist DIR, or install the public one with "
-            "`apt-get install dataset-fashion-mnist`."
-        )
-    if fashion_dir is not None and not fashion_dir.is_dir():
-        raise BuildFailed(f"--fashion-mnist {fashion_dir}: no such folder.")
+        out = settings.data_dir / spec.name
+    for name, folder in folders.items():
+        if not folder.is_dir():
+            raise BuildFailed(f"--source {name}={folder}: no such folder.")
+    if held_out is not None and not folders:
+        raise BuildFailed("--held-out needs image folders: --source DATASET=DIR.")
+    for declared in spec.datasets.values():
+        if declared.name not in folders and declared.folder is not None \
+                and not declared.folder.is_dir() and (not only or declared.name in only):
+            raise BuildFailed(
+                f"{declared.name}: folder {declared.folder} not found: pass your own set with "
+                f"--source {declared.name}=DIR (or install the files the spec's `dir` names)."
+            )
     start = time.monotonic()
 
     def progress(message: str) -> None:
         click.echo(f"[{time.monotonic() - start:5.1f}s] {message}")
 
-    click.echo(f"Building the hidden test data into {out}")
+    click.echo(f"Building the hidden test data of {spec.name} into {out}")
     try:
-        manifest = build_hidden_data(
-            out,
-            fashion_dir=fashion_dir or DEFAULT_FASHION_DIR,
-            dogs_cats_dir=dogs_cats,
-            new_fraction=new_fraction,
-            synthetic_counts=synthetic_counts,
-            seed=seed,
-            num_classes=num_classes,
-            progress=progress,
-        )
+        manifest = build_sets(spec.datasets, out, sources=folders, counts=counts, seed=seed,
+                              synthetic_classes=num_classes, held_out=held_out,
+                              only=only or None, progress=progress)
     except (DataBuildError, ValueError) as exc:
         raise BuildFailed(str(exc)) from None
     except OSError as exc:
@@ -155,15 +185,16 @@ def build_tests(
     for dataset in manifest.datasets.values():
         splits = ", ".join(f"{s.name} {s.count}" for s in dataset.splits.values())
         click.echo(f"  {dataset.name}: {splits} images; classes: {', '.join(dataset.classes)}")
-        if dogs_cats is not None and dataset.name == "dogs_cats":
+        if dataset.name in folders:
             click.echo(f"  {dataset.name} from {dataset.source}")
-            if dataset.note:
+            if dataset.note and dataset.provenance is Provenance.PRIVATE:
                 click.secho(f"NOTE: {dataset.note}", fg="yellow")
     click.echo(f"Done in {time.monotonic() - start:.1f}s: {out}")
     for dataset in manifest.datasets.values():
         if dataset.provenance in NOTES:
-            click.secho(f"NOTE: {dataset.name} {NOTES[dataset.provenance]}", fg="yellow", bold=True)
-        elif dataset.note:
+            text = NOTES[dataset.provenance].format(name=dataset.name)
+            click.secho(f"NOTE: {dataset.name} {text}", fg="yellow", bold=True)
+        elif dataset.note and dataset.name not in folders:
             click.echo(f"note: {dataset.name}: {dataset.note}")
 
 

@@ -3,7 +3,7 @@
 Layout of a built set (only ``inputs/`` is ever shown to student code)::
 
     ROOT/manifest.json
-    ROOT/inputs/<dataset>/<split>.npy    uint8 (N, C, H, W)
+    ROOT/inputs/<dataset>/<split>.npy    uint8 (N, C, H, W) pixels, or float32 once normalised
     ROOT/labels/<dataset>/<split>.npy    int64 (N,)
 """
 
@@ -23,8 +23,11 @@ from grader.datasets.provenance import Provenance
 from grader.errors import GraderFault
 
 # 2: each data set records its ``provenance`` (format 1 had a ``synthetic`` flag; still read).
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
+# 3: each data set records the ``dtype`` of its inputs (before: always uint8).
+FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
+# uint8: pixels, the model input is the array / 255 (ToTensor); float32: the model input as is.
+INPUT_DTYPES = ("uint8", "float32")
 MANIFEST_NAME = "manifest.json"
 INPUTS = "inputs"
 LABELS = "labels"
@@ -59,6 +62,7 @@ class DatasetInfo:
     input_shape: tuple[int, ...]
     preprocessing: str
     splits: Mapping[str, SplitInfo]
+    dtype: str = "uint8"  # of the inputs: one of INPUT_DTYPES
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ def manifest_dict(
                 "classes": list(d.classes),
                 "input_shape": list(d.input_shape),
                 "preprocessing": d.preprocessing,
+                "dtype": d.dtype,
                 "splits": {
                     s.name: {
                         "count": s.count,
@@ -224,6 +229,9 @@ def _dataset(name: str, raw: Any, root: Path, fmt: int) -> DatasetInfo:
         isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape
     ):
         raise _damaged(root, MANIFEST_NAME, f"{where}.input_shape must be positive whole numbers")
+    dtype = _get(raw, "dtype", str, root, where) if fmt >= 3 else "uint8"
+    if dtype not in INPUT_DTYPES:
+        raise _damaged(root, MANIFEST_NAME, f"{where}.dtype must be one of {', '.join(INPUT_DTYPES)}")
     return DatasetInfo(
         name=name,
         title=_get(raw, "title", str, root, where),
@@ -234,6 +242,7 @@ def _dataset(name: str, raw: Any, root: Path, fmt: int) -> DatasetInfo:
         input_shape=tuple(shape),
         preprocessing=_get(raw, "preprocessing", str, root, where),
         splits={s: _split(s, v, root, f"{where}.splits.{s}") for s, v in splits.items()},
+        dtype=dtype,
     )
 
 
@@ -312,8 +321,10 @@ def _check_split(root: Path, dataset: DatasetInfo, split: SplitInfo) -> None:
     labels = _load_npy(root, split.labels)
     want = (split.count, *dataset.input_shape)
     rel_in, rel_lab = (p.relative_to(root).as_posix() for p in (split.inputs, split.labels))
-    if inputs.dtype != np.uint8 or inputs.shape != want:
-        raise _damaged(root, rel_in, f"holds {inputs.dtype} {inputs.shape}, expected uint8 {want}")
+    if inputs.dtype != np.dtype(dataset.dtype) or inputs.shape != want:
+        raise _damaged(
+            root, rel_in, f"holds {inputs.dtype} {inputs.shape}, expected {dataset.dtype} {want}"
+        )
     if labels.dtype != np.int64 or labels.shape != (split.count,):
         raise _damaged(
             root, rel_lab, f"holds {labels.dtype} {labels.shape}, expected int64 ({split.count},)"

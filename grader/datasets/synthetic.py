@@ -7,10 +7,11 @@ muzzle with a big dark nose. Fur colour, coat pattern, position, size, tilt, bac
 clutter, occluders, lighting and noise vary and carry no class information. With more than
 two classes each class ("breed") is a species plus a fixed coat pattern and ear variant.
 
-Splits: ``train`` and ``ORIG`` share one distribution (different random streams); ``AUG``
-is ORIG-like images passed through :func:`grader.datasets.augment.augment`; ``NEW`` is
-shifted (other fur palettes, saturated and textured backgrounds, wider scale and pose
-range, harsher lighting, more pricked-eared dogs) and harder.
+Styles: ``plain`` (the ordinary distribution), ``augmented`` (plain images passed through
+:func:`grader.datasets.augment.augment`) and ``shifted`` (other fur palettes, saturated and
+textured backgrounds, wider scale and pose range, harsher lighting, more pricked-eared dogs;
+harder). A spec's split draws one style from its own random ``stream``: two splits of one
+style and different streams share a distribution but no image.
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ from grader.datasets import draw
 from grader.datasets.augment import augment
 
 IMAGE_SIZE = 96
-SPLITS = ("train", "ORIG", "AUG", "NEW")
-_STREAMS = {"train": 11, "ORIG": 23, "AUG": 37, "NEW": 53}
+STYLES = ("plain", "augmented", "shifted")
+STAND_IN_NOTE = (
+    "This is a synthetic stand-in, not real photos: procedurally drawn cat and dog faces, "
+    "because no real photos can be downloaded here; build from real image folders with "
+    "`grader build-tests --source {name}=DIR`."
+)
+# The stream the kit and the demo train on; a spec's hidden splits name others.
+TRAIN_STREAM = 11
+# The augmentation of the "augmented" style is seeded apart from the drawing.
 _AUG_SEED_OFFSET = 1_000_003
 PATTERNS = ("plain", "striped", "spotted", "masked")
 
@@ -99,7 +107,7 @@ class _Style:
     noise: tuple[float, float]  # sensor noise sigma, in [0, 1] units
 
 
-_ORIG_FUR: tuple[RGB, ...] = (
+_PLAIN_FUR: tuple[RGB, ...] = (
     (0.10, 0.09, 0.09),
     (0.30, 0.20, 0.13),
     (0.52, 0.36, 0.22),
@@ -110,7 +118,7 @@ _ORIG_FUR: tuple[RGB, ...] = (
     (0.52, 0.52, 0.54),
     (0.72, 0.72, 0.74),
 )
-_NEW_FUR: tuple[RGB, ...] = (
+_SHIFTED_FUR: tuple[RGB, ...] = (
     (0.42, 0.50, 0.66),
     (0.66, 0.58, 0.70),
     (0.70, 0.25, 0.15),
@@ -120,7 +128,7 @@ _NEW_FUR: tuple[RGB, ...] = (
     (0.55, 0.62, 0.45),
 )
 _PLAIN = _Style(
-    fur=_ORIG_FUR,
+    fur=_PLAIN_FUR,
     radius=(17.0, 24.0),
     tilt=0.26,
     shift=10.0,
@@ -137,7 +145,7 @@ _PLAIN = _Style(
     noise=(0.01, 0.03),
 )
 _SHIFTED = _Style(
-    fur=_NEW_FUR,
+    fur=_SHIFTED_FUR,
     radius=(13.0, 30.0),
     tilt=0.7,
     shift=18.0,
@@ -469,22 +477,22 @@ def _render(rng: np.random.Generator, breed: Breed, style: _Style = _PLAIN) -> n
     return _camera(image, rng, style)
 
 
-def make_split(
-    split: str, n: int, seed: int, num_classes: int = 2
+def draw_images(
+    style: str, n: int, seed: int, *, stream: int = 0, num_classes: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images uint8 (n, 3, 96, 96) and balanced labels int64 (n,) of one synthetic split."""
-    if split not in _STREAMS:
-        raise ValueError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
-    if n < 0 or seed < 0:
-        raise ValueError(f"n and seed must be >= 0, got n={n}, seed={seed}")
+    """Images uint8 (n, 3, 96, 96) and balanced labels int64 (n,) drawn in ``style`` from the
+    random stream ``(seed, stream)``."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r} (known: {', '.join(STYLES)})")
+    if n < 0 or seed < 0 or stream < 0:
+        raise ValueError(f"n, seed and stream must be >= 0, got n={n}, seed={seed}, stream={stream}")
     kinds = breeds(num_classes)
-    stream = _STREAMS[split]
     labels = np.arange(n, dtype=np.int64) % num_classes
     np.random.default_rng([seed, stream]).shuffle(labels)
-    style = _SHIFTED if split == "NEW" else _PLAIN
+    look = _SHIFTED if style == "shifted" else _PLAIN
     images = np.empty((n, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     for i, label in enumerate(labels):
-        images[i] = _render(np.random.default_rng([seed, stream, i]), kinds[label], style)
-    if split == "AUG":
+        images[i] = _render(np.random.default_rng([seed, stream, i]), kinds[label], look)
+    if style == "augmented":
         images = augment(images, seed=seed + _AUG_SEED_OFFSET)
     return images, labels

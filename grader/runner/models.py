@@ -88,17 +88,24 @@ def load_into(model: Any, state: dict[str, Any], checkpoint: str, class_name: st
 def classify_split(
     module: Any, model: Any, inputs: Path, out_file: Path, batch_size: int, name: str
 ) -> int:
-    """Run ``classify`` over one hidden split in eval mode without gradients; save predictions."""
+    """Run ``classify`` over one hidden split in eval mode without gradients; save predictions.
+
+    The stored dtype says what the inputs are: uint8 pixels become ``x / 255`` (what
+    ``ToTensor()`` gives), a float array (stored already normalised) is the input as it is.
+    """
     import torch
 
     data = np.load(inputs, mmap_mode="r", allow_pickle=False)
+    scale = 255.0 if data.dtype == np.uint8 else 1.0
     n = data.shape[0]
     predictions = np.empty(n, dtype=np.int64)
     model.eval()
     with torch.no_grad():
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            x = torch.from_numpy(np.array(data[start:stop])).float().div_(255.0)
+            x = torch.from_numpy(np.array(data[start:stop])).float()
+            if scale != 1.0:
+                x.div_(scale)
             got = module.classify(model, x)
             if not torch.is_tensor(got):
                 got = torch.as_tensor(np.asarray(got))

@@ -38,10 +38,10 @@ def train_finetune(out: Path, *, images: int, epochs: int, num_classes: int, ech
     """Train the reference FinetuneNet on synthetic dogs-and-cats training images."""
     import torch
 
-    from grader.datasets.synthetic import make_split
+    from grader.datasets.synthetic import TRAIN_STREAM, draw_images
 
     torch.manual_seed(0)
-    x, y = make_split("train", images, seed=99, num_classes=num_classes)
+    x, y = draw_images("plain", images, seed=99, stream=TRAIN_STREAM, num_classes=num_classes)
     model = load_solution("pytorch_cnn", SOLUTION_DIR).FinetuneNet(num_classes=num_classes)
     fit(model, x, y, epochs=epochs, batch_size=32, lr=1e-3, echo=echo,
          label=f"FinetuneNet on {images} images")
