@@ -95,8 +95,16 @@ class Assignment:
 
     @property
     def has_private_part(self) -> bool:
-        """True when part of each hidden split stays private until the board freezes."""
-        return self.public_fraction < 1.0
+        """True when part of a hidden split stays private until the board freezes."""
+        return self.public_fraction < 1.0 or any(
+            split.public_fraction < 1.0 for d in self.datasets.values() for split in d.splits.values())
+
+    def split_public_fraction(self, dataset: str, split: str) -> float:
+        """The share of ``dataset``'s ``split`` the live board shows (the split's own, if declared)."""
+        declared = self.datasets.get(dataset)
+        if declared is not None and split in declared.splits:
+            return declared.splits[split].public_fraction
+        return self.public_fraction
 
     def part(self, name: str) -> PartSpec:
         for part in self.parts:
@@ -251,8 +259,31 @@ def _assignment(raw: Mapping[str, Any], spec_dir: Path) -> Assignment:
         spec_dir=spec_dir,
         bonus_requires_all_passed=requires_all_passed,
         kit=_take(head, "kit", str, "[assignment]") if "kit" in head else "kit",
-        datasets=parse_datasets(raw.get("datasets", {}), public_fraction=public_fraction),
+        datasets=_datasets(raw, parts, public_fraction),
     )
+
+
+def _datasets(raw: Mapping[str, Any], parts: Sequence[PartSpec], public_fraction: float) -> Any:
+    """``[datasets.*]``, checked against the parts that use them: each names a declared
+    dataset, and a weighted part weights exactly its splits (one split without weights)."""
+    datasets = parse_datasets(raw.get("datasets", {}), public_fraction=public_fraction)
+    if not datasets:
+        return datasets
+    for part in parts:
+        if not part.dataset:
+            continue
+        where = f"[parts.{part.name}]"
+        if part.dataset not in datasets:
+            raise SpecError(f"{where}: key 'dataset' names an undeclared dataset {part.dataset!r} "
+                            f"(declared: {', '.join(datasets)})")
+        splits = list(datasets[part.dataset].splits)
+        if part.weights and set(part.weights) != set(splits):
+            raise SpecError(f"{where}.weights: must weight exactly the splits of dataset "
+                            f"{part.dataset!r}: {', '.join(splits)}")
+        if not part.weights and len(splits) != 1:
+            raise SpecError(f"{where}: dataset {part.dataset!r} has {len(splits)} splits "
+                            f"({', '.join(splits)}); weight them with [parts.{part.name}.weights]")
+    return datasets
 
 
 # --------------------------------------------------------------------------- settings

@@ -84,6 +84,8 @@ def test_the_plausibility_ceiling_is_optional_and_may_be_1(tmp_path):
         ("threshold = 0.75", "treshold = 0.75", "'treshold'"),
         ("ORIG = 0.6", "ORIG = 0.7", "add up to 1"),
         ("NEW = 0.1", "NEW = -0.1", "'NEW'"),
+        ("NEW = 0.1", "NEU = 0.1", "must weight exactly the splits of dataset 'dogs_cats'"),
+        ('dataset = "dogs_cats"', 'dataset = "dogs"', "undeclared dataset 'dogs'"),
         ("upload_budget = 100", 'upload_budget = "100"', "'upload_budget'"),
         ("memory_bytes = 4_294_967_296", "memory_bytes = -1", "'memory_bytes'"),
         ("points = 40.0", "points = 0", "'points'"),

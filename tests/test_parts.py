@@ -43,11 +43,16 @@ def test_the_kinds_are_a_registry_and_the_shipped_spec_names_them():
 
 
 def test_splits_and_weights_take_any_names(tmp_path):
-    spec = load_assignment(renamed_spec(tmp_path, (
-        "ORIG = 0.6\nAUG = 0.3\nNEW = 0.1", "plain = 0.25\nturned = 0.75")))
+    spec = load_assignment(renamed_spec(
+        tmp_path, ("ORIG = 0.6\nAUG = 0.3\nNEW = 0.1", "plain = 0.25\nturned = 0.5\nshifted = 0.25"),
+        ("[datasets.dogs_cats.splits.ORIG]", "[datasets.dogs_cats.splits.plain]"),
+        ("[datasets.dogs_cats.splits.AUG]", "[datasets.dogs_cats.splits.turned]"),
+        ('of = "ORIG"', 'of = "plain"'),
+        ("[datasets.dogs_cats.splits.NEW]", "[datasets.dogs_cats.splits.shifted]")))
     pets = spec.part("pets")
-    assert dict(pets.weights) == {"plain": 0.25, "turned": 0.75}
-    assert pets.columns == ("plain", "turned", "weighted")
+    assert dict(pets.weights) == {"plain": 0.25, "turned": 0.5, "shifted": 0.25}
+    assert pets.columns == ("plain", "turned", "shifted", "weighted")
+    assert list(spec.datasets["dogs_cats"].splits) == ["plain", "turned", "shifted"]
     assert spec.ranked_part == "pets"
     assert spec.ranked_metric == "weighted"
 

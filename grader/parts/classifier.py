@@ -184,9 +184,8 @@ def judge(spec: PartSpec, run: PartRun, job: JobContext) -> PartResult:
         labels_path = split.labels if split.labels.is_absolute() else job.manifest.root / split.labels
         labels = np.load(labels_path, allow_pickle=False)
         truth[name] = labels
-        public[name] = public_mask(
-            len(labels), job.assignment.public_fraction, job.assignment.seed, f"{spec.dataset}/{name}",
-        )
+        fraction = job.assignment.split_public_fraction(spec.dataset, name)
+        public[name] = public_mask(len(labels), fraction, job.assignment.seed, f"{spec.dataset}/{name}")
     return judge_splits(spec, run, truth, public, len(dataset.classes), dataset.title,
                         predictions=job.predictions)
 
