@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from grader.config import DEFAULT_ASSIGNMENT, Settings, load_assignment
+from grader.config import Settings
+from grader.course import ASSIGNMENT_HELP, selected
 from grader.datasets.build import DEFAULT_SYNTHETIC_COUNTS, DOGS_CATS_SPLITS, build_hidden_data
 from grader.datasets.errors import DataBuildError
 from grader.datasets.fashion import DEFAULT_FASHION_DIR
@@ -24,6 +25,10 @@ NOTES = {
     Provenance.SYNTHETIC: "is a SYNTHETIC STAND-IN (drawn cat and dog faces), not real photos; "
     "pass --dogs-cats DIR to build it from real image folders.",
 }
+
+
+_assignment_option = click.option("--assignment", "assignment", metavar="NAME", help=ASSIGNMENT_HELP
+                                  + " Names the default folder.")
 
 
 class BuildFailed(click.ClickException):
@@ -53,8 +58,9 @@ def parse_counts(text: str) -> dict[str, int]:
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder to build into (replaced as a whole). Default: <GRADER_HOME>/hidden/cnn.",
+    help="Folder to build into (replaced as a whole). Default: <GRADER_HOME>/hidden/<assignment>.",
 )
+@_assignment_option
 @click.option(
     "--fashion-mnist",
     "--fashion-dir",
@@ -114,15 +120,13 @@ def build_tests(
     synthetic_counts: dict[str, int],
     num_classes: int,
     seed: int,
+    assignment: str | None,
 ) -> None:
     """Build the hidden test sets (inputs, labels, manifest) from raw data."""
     if new_fraction is not None and dogs_cats is None:
         raise BuildFailed("--new-fraction needs --dogs-cats DIR (one folder per class).")
     if out is None:
-        settings = ctx.obj.get("settings") if isinstance(ctx.obj, dict) else None
-        if not isinstance(settings, Settings):
-            settings = Settings.from_env()
-        out = settings.data_dir / DEFAULT_ASSIGNMENT
+        out = _default_set(ctx, assignment)
     if fashion_dir is None and not DEFAULT_FASHION_DIR.is_dir():
         raise BuildFailed(
             f"FashionMNIST folder {DEFAULT_FASHION_DIR} not found: pass your own set with "
@@ -167,16 +171,17 @@ def build_tests(
             click.echo(f"note: {dataset.name}: {dataset.note}")
 
 
-def _default_set(ctx: click.Context) -> Path:
-    """``<GRADER_HOME>/hidden/<assignment>`` for the assignment the settings name."""
+def _default_set(ctx: click.Context, assignment: str | None = None) -> Path:
+    """``<GRADER_HOME>/hidden/<assignment>`` for ``--assignment NAME`` or the settings' own."""
     settings = ctx.obj.get("settings") if isinstance(ctx.obj, dict) else None
     if not isinstance(settings, Settings):
         settings = Settings.from_env()
     try:
-        name = load_assignment(settings.assignment_path).name
+        name = selected(settings, assignment).name
     except SpecError as exc:
         raise BuildFailed(str(exc)) from None
     return settings.data_dir / name
+
 
 
 @click.command("sync-tests")
@@ -187,14 +192,15 @@ def _default_set(ctx: click.Context) -> Path:
     default=None,
     help="This machine's copy (replaced only once verified). Default: <GRADER_HOME>/hidden/<assignment>.",
 )
+@_assignment_option
 @click.pass_context
-def sync_tests(ctx: click.Context, source: Path, dest: Path | None) -> None:
+def sync_tests(ctx: click.Context, source: Path, dest: Path | None, assignment: str | None) -> None:
     """Copy the hidden test data from SOURCE (a shared folder) and verify every file.
 
     Run it on each grading machine after `grader build-tests` (or a rebuild) on the
     machine that builds the data; workers refuse to start on data that does not verify.
     """
-    dest = dest or _default_set(ctx)
+    dest = dest or _default_set(ctx, assignment)
     start = time.monotonic()
     try:
         report = sync_hidden_data(source, dest)
@@ -214,13 +220,14 @@ def sync_tests(ctx: click.Context, source: Path, dest: Path | None) -> None:
 
 @click.command("verify-tests")
 @click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@_assignment_option
 @click.pass_context
-def verify_tests(ctx: click.Context, folder: Path | None) -> None:
+def verify_tests(ctx: click.Context, folder: Path | None, assignment: str | None) -> None:
     """Check every file of this machine's hidden test data against its manifest.
 
     Prints the set's fingerprint: machines that print the same one grade on the same data.
     """
-    folder = folder or _default_set(ctx)
+    folder = folder or _default_set(ctx, assignment)
     try:
         manifest = verified_copy(folder)
     except GraderFault as exc:
