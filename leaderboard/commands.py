@@ -12,6 +12,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlmodel import select
 
+from grader.errors import SpecError
 from leaderboard import accounts
 from leaderboard.db import session_scope, upgrade
 from leaderboard.models import AssignmentRow, Student
@@ -30,7 +31,8 @@ def init_db() -> None:
     svc = _svc()
     upgrade(svc.settings.db_url)
     with session_scope(svc.engine) as session:
-        ensure_assignment(session, spec=svc.spec)
+        for spec in svc.course:
+            ensure_assignment(session, spec=spec)
     click.echo(f"database ready: {svc.engine.url.render_as_string(hide_password=True)}")
 
 
@@ -114,15 +116,21 @@ def rotate_secret(roster_id: str) -> None:
 
 @click.command("freeze-board")
 @with_appcontext
-def freeze_board_command() -> None:
+@click.option("--assignment", "name", metavar="NAME",
+              help="The assignment whose board to freeze; default: the service's default one.")
+def freeze_board_command(name: str | None) -> None:
     """Freeze the leaderboard now: store the final (private) ranking and the bonus points."""
     svc = _svc()
+    try:
+        spec = svc.course.get(name)
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from None
     with session_scope(svc.engine) as session:
-        ensured = ensure_assignment(session, spec=svc.spec)
+        ensured = ensure_assignment(session, spec=spec)
         row = session.get(AssignmentRow, ensured.id)
         assert row is not None
-        done = freeze_board(session, spec=svc.spec, assignment=row, by="flask freeze-board")
-    click.echo("board frozen" if done else "the board was already frozen")
+        done = freeze_board(session, spec=spec, assignment=row, by="flask freeze-board")
+    click.echo(f"board frozen: {spec.name}" if done else f"the board was already frozen: {spec.name}")
 
 
 def init_app(app: Flask) -> None:

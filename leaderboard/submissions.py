@@ -189,11 +189,15 @@ def attempts_used(session: Session, *, student_id: int, assignment_id: int) -> i
     ).one()
 
 
-def student_submissions(session: Session, *, student_id: int | None) -> list[Submission]:
-    """One student's submissions, newest first."""
+def student_submissions(
+    session: Session, *, student_id: int | None, assignment_id: int | None = None
+) -> list[Submission]:
+    """One student's submissions (to one assignment, when given), newest first."""
+    query = select(Submission).where(Submission.student_id == student_id)
+    if assignment_id is not None:
+        query = query.where(Submission.assignment_id == assignment_id)
     return list(session.exec(
-        select(Submission)
-        .where(Submission.student_id == student_id)
+        query
         .order_by(col(Submission.created_at).desc(), col(Submission.id).desc())
     ).all())
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, request, session
+from flask import Blueprint, Response, abort, jsonify, request, session, url_for
 
 from leaderboard.accounts import student_by_secret
-from leaderboard.app import db, services
+from leaderboard.app import db, lab, services
 from leaderboard.models import Student, Submission
 from leaderboard.present import submission_json
 from leaderboard.submissions import UploadRefused, remaining_attempts, student_submissions
@@ -76,30 +76,28 @@ def create_submission() -> Response:
         sub = receive_upload(student, stream, filename)
     except UploadRefused as exc:
         return _error(exc.message, exc.http_status, exc.retry_after_s)
-    body = submission_json(sub, None, services().spec, frozen=is_frozen())
+    body = submission_json(sub, None, lab().spec, frozen=is_frozen())
     body["remaining_attempts"] = _remaining(student)
     response = jsonify(body)
     response.status_code = 202
-    response.headers["Location"] = f"/api/submissions/{sub.id}"
+    response.headers["Location"] = url_for("api.get_submission", submission_id=sub.id)
     return response
 
 
 def _remaining(student: Student) -> int:
-    svc = services()
+    here = lab()
     return remaining_attempts(
-        db(),
-        student_id=student.id or 0,
-        assignment_id=svc.assignment_id(),
-        budget=svc.spec.upload_budget,
+        db(), student_id=student.id or 0, assignment_id=here.id, budget=here.spec.upload_budget
     )
 
 
 @bp.route("/submissions", methods=["GET"])
 def list_submissions() -> Response:
     student = _api_student(allow_session=True)
-    rows = student_submissions(db(), student_id=student.id)
+    here = lab()
+    rows = student_submissions(db(), student_id=student.id, assignment_id=here.id)
     frozen = is_frozen()
-    spec = services().spec
+    spec = here.spec
     return jsonify(
         {
             "remaining_attempts": _remaining(student),
@@ -114,4 +112,5 @@ def get_submission(submission_id: int) -> Any:
     sub = db().get(Submission, submission_id)
     if sub is None or sub.student_id != student.id:
         abort(404, "No submission of yours has that id.")
-    return jsonify(submission_json(sub, load_result(sub), services().spec, frozen=is_frozen()))
+    spec = services().lab_of(sub.assignment_id).spec
+    return jsonify(submission_json(sub, load_result(sub), spec, frozen=is_frozen(sub.assignment_id)))
