@@ -285,6 +285,7 @@ class Claim:
     attempt: int
     regrade: bool
     archive_sha256: str = ""
+    assignment_id: int = 0  # which assignment's spec grades it
 
 
 def claim(engine: Engine, *, submission_id: int, worker: str, max_attempts: int) -> Claim | None:
@@ -314,7 +315,7 @@ def claim(engine: Engine, *, submission_id: int, worker: str, max_attempts: int)
         assert sub is not None
         return Claim(
             submission_id, token, sub.archive_key, sub.grading_attempts, sub.result_id is not None,
-            sub.archive_sha256,
+            sub.archive_sha256, sub.assignment_id,
         )
 
 
@@ -472,20 +473,28 @@ class SweepReport:
 
 
 def sweep_stuck(
-    engine: Engine, *, settings: WebSettings, spec: Assignment, now: datetime | None = None
+    engine: Engine,
+    *,
+    settings: WebSettings,
+    spec: Assignment,
+    now: datetime | None = None,
+    assignment_id: int | None = None,
 ) -> SweepReport:
     """Put running submissions whose worker went silent (or overran) back in the queue.
 
     A submission that has already been started ``max_grading_attempts`` times becomes a
-    grader fault (the attempt is refunded) instead of looping for ever.
+    grader fault (the attempt is refunded) instead of looping for ever. With
+    ``assignment_id``, only that assignment's submissions (``spec`` is its spec).
     """
     now = now or utcnow()
     silent = now - timedelta(seconds=settings.stale_after_s)
     overran = now - timedelta(seconds=spec.sandbox_wall_s + settings.grading_margin_s)
-    stuck = (
+    stuck: tuple[Any, ...] = (
         col(Submission.status) == SubmissionStatus.RUNNING,
         or_(col(Submission.heartbeat_at) < silent, col(Submission.started_at) < overran),
     )
+    if assignment_id is not None:
+        stuck += (col(Submission.assignment_id) == assignment_id,)
     with session_scope(engine) as session:
         requeued = [
             row[0]
