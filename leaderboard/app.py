@@ -60,6 +60,15 @@ class Services:
                 self._ids[spec.name] = row_id
         return Lab(spec, self._ids[spec.name])
 
+    @property
+    def spec(self) -> Assignment:
+        """The default assignment's spec (pages use ``lab()``: the request's assignment)."""
+        return self.course.get()
+
+    def assignment_id(self) -> int:
+        """The default assignment's row id (pages use ``lab().id``)."""
+        return self.lab().id
+
     def labs(self) -> list[Lab]:
         """Every assignment of the course, in the course's order."""
         return [self.lab(spec.name) for spec in self.course]
