@@ -31,7 +31,10 @@ INSTRUCTOR = ("prof", "correct horse battery")
 
 
 def grader_settings(home: Path) -> Settings:
-    return Settings(home=home, sandbox=SandboxSettings(backend="bwrap", python=sys.executable))
+    """The single-assignment service: its course is the default assignment (cnn) alone,
+    whatever else hidden_tests/ holds (``home/course`` has no assignment folders)."""
+    return Settings(home=home, course_dir=home / "course",
+                    sandbox=SandboxSettings(backend="bwrap", python=sys.executable))
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -299,3 +300,44 @@ def test_worker_grades_submissions_of_both_assignments(
         assert one["status"] == "graded"
     finally:
         close_stack(stack)
+
+
+# --------------------------------------------------------------------------- in the browser
+
+
+@pytest.mark.browser
+def test_a_student_finds_lab2_on_the_course_page_and_uploads_there(
+    course_app: Any, course_roster: Roster, browser: Any
+) -> None:
+    from tests.leaderboard.helpers import SCREENSHOTS, LiveServer
+
+    server = LiveServer(course_app)
+    try:
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + "/")
+        assert page.locator("table.labs tbody tr").count() == 2
+        assert "2027-01-17 23:59" in page.inner_text("tr[data-lab=lab2] [data-deadline=final]")
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "course.png"), full_page=True)
+        page.click(f"text={LAB2_TITLE}")
+        page.wait_for_url(re.compile(r"/a/lab2/leaderboard$"))
+        assert LAB2_TITLE in page.inner_text("h1")
+
+        page.goto(server.url + "/a/lab2/upload")
+        page.fill("#secret", course_roster.secrets["s001"])
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/a/lab2/upload$"))
+        assert "2 of 2 attempts left" in page.inner_text(".attempts")
+        page.set_input_files("input[type=file]", files=[
+            {"name": "lab2.zip", "mimeType": "application/zip", "buffer": tiny_good_zip()}])
+        page.click("form.upload button[type=submit]")
+        page.wait_for_url(re.compile(r"/a/lab2/submissions$"))
+        assert "lab2.zip" in page.inner_text("table.list")
+        assert "1 of 2 attempts left" in page.inner_text("main")
+        page.goto(server.url + "/submissions")  # cnn's list: none of lab2's uploads
+        assert "lab2.zip" not in page.inner_text("main")
+        assert errors == []
+    finally:
+        server.stop()
