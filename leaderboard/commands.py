@@ -15,8 +15,10 @@ from sqlmodel import select
 from grader.errors import SpecError
 from leaderboard import accounts
 from leaderboard.db import session_scope, upgrade
+from leaderboard.gradebook import gradebook_csv
 from leaderboard.models import AssignmentRow, Student
 from leaderboard.ranking import freeze_board
+from leaderboard.reports import grades_csv
 from leaderboard.submissions import ensure_assignment
 
 
@@ -133,6 +135,47 @@ def freeze_board_command(name: str | None) -> None:
     click.echo(f"board frozen: {spec.name}" if done else f"the board was already frozen: {spec.name}")
 
 
+def _write(text: str, out_path: Path | None, what: str) -> None:
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    out_path.write_text(text, encoding="utf-8")
+    click.echo(f"{what} written to {out_path}", err=True)
+
+
+_out = click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+                    help="Write the CSV here instead of printing it.")
+
+
+@click.command("export-grades")
+@with_appcontext
+@click.option("--assignment", "name", metavar="NAME",
+              help="The assignment; default: the service's default one.")
+@_out
+def export_grades(name: str | None, out_path: Path | None) -> None:
+    """One assignment's grades CSV (as the staff page's "Export grades")."""
+    svc = _svc()
+    try:
+        lab = svc.lab(name)
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from None
+    with session_scope(svc.engine) as session:
+        text = grades_csv(session, spec=lab.spec, assignment_id=lab.id)
+    _write(text, out_path, f"grades of {lab.name}")
+
+
+@click.command("gradebook")
+@with_appcontext
+@_out
+def gradebook(out_path: Path | None) -> None:
+    """The course gradebook CSV: one row per student, the points of every assignment, a total."""
+    svc = _svc()
+    assignments = {lab.name: lab.id for lab in svc.labs()}
+    with session_scope(svc.engine) as session:
+        text = gradebook_csv(session, assignments=assignments)
+    _write(text, out_path, "gradebook")
+
+
 def init_app(app: Flask) -> None:
     for command in (
         init_db,
@@ -141,6 +184,8 @@ def init_app(app: Flask) -> None:
         export_secrets,
         rotate_secret,
         freeze_board_command,
+        export_grades,
+        gradebook,
     ):
         app.cli.add_command(command)
     app.cli.add_command(init_db, name="upgrade")

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from grader.cli import main as grader_main
 from grader.config import SandboxSettings, Settings
-from grader.course import find_assignment, load_course
+from grader.course import find_assignment, load_course, selected
 from grader.errors import SpecError
 from leaderboard.settings import WebSettings
 from tests.leaderboard.factories import add_graded, result_data, tiny_good_zip, tiny_zip
@@ -104,6 +104,12 @@ def test_course_lists_the_folders_and_names_the_known_ones_for_an_unknown(tmp_pa
     assert loaded.default == "cnn"
     with pytest.raises(SpecError, match=r"no assignment named 'fmnist'.*known: cnn, lab2"):
         find_assignment("fmnist", course)
+    # GRADER_ASSIGNMENT still picks the default (what commands use without --assignment).
+    env = Settings.from_env({"GRADER_ASSIGNMENT": str(course / "lab2"), "GRADER_COURSE_DIR": str(course),
+                             "GRADER_HOME": str(tmp_path / "home")})
+    assert load_course(env).default == "lab2"
+    assert selected(env).name == "lab2"
+    assert selected(env, "cnn").name == "cnn"
     # A spec whose name is not its folder's is refused, naming both.
     (course / "lab3").mkdir()
     (course / "lab3" / "assignment.toml").write_text((course / "lab2" / "assignment.toml").read_text())
@@ -215,10 +221,17 @@ def test_gradebook_has_a_row_per_student_and_the_points_of_every_lab(
         client.get("/staff/gradebook.csv").get_data(as_text=True)))}
     assert rows["s001"]["lab2_bonus"] == "0"  # failed a layer test: no bonus place (the rule)
     assert rows["s001"]["cnn_bonus"] == "0"  # cnn is not frozen
-    unknown = runner.invoke(args=["freeze-board", "--assignment", "nope"])
-    assert unknown.exit_code != 0
-    assert "no assignment named 'nope'" in unknown.output
-    assert "cnn, lab2" in unknown.output
+    # The same CSVs from the command line.
+    served = client.get("/staff/gradebook.csv").get_data(as_text=True)
+    assert runner.invoke(args=["gradebook"]).output.splitlines() == served.splitlines()
+    lab2_rows = {r["id"]: r for r in csv.DictReader(io.StringIO(
+        runner.invoke(args=["export-grades", "--assignment", "lab2"]).output))}
+    assert (lab2_rows["s001"]["total"], lab2_rows["s002"]["total"]) == ("80", "40")
+    for command in ("freeze-board", "export-grades"):
+        unknown = runner.invoke(args=[command, "--assignment", "nope"])
+        assert unknown.exit_code != 0
+        assert "no assignment named 'nope'" in unknown.output
+        assert "cnn, lab2" in unknown.output
 
 
 # --------------------------------------------------------------------------- command lines
