@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, redirect, render_template, url_for
 
 from leaderboard.app import services
 from leaderboard.views import board
@@ -28,3 +28,11 @@ def course() -> Any:
         for each in services().labs()
     ]
     return render_template("course.html", labs=labs)
+
+
+@bp.route("/a/<name>/")
+def lab_home(name: str) -> Any:
+    """An assignment's own address: its board."""
+    if name not in services().course:
+        abort(404, f"There is no assignment named {name!r} here.")
+    return redirect(url_for("board.leaderboard", assignment=name))

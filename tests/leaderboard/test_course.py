@@ -136,6 +136,10 @@ def test_course_page_lists_both_labs_with_their_deadlines(course_app: Any) -> No
     assert LAB2_TITLE in lab2
     assert 'data-live-board="/a/lab2/api/leaderboard"' in lab2
     assert client.get("/a/nope/leaderboard").status_code == 404
+    assert client.get("/a/nope/").status_code == 404
+    assert client.get("/a/lab2/").headers["Location"] == "/a/lab2/leaderboard"
+    assert client.get("/a/cnn/").headers["Location"] == "/leaderboard"
+    assert LAB2_TITLE not in client.get("/a/cnn/leaderboard").get_data(as_text=True)
 
 
 def test_one_assignment_keeps_the_board_at_the_root(app: Any, client: Any) -> None:
