@@ -39,8 +39,8 @@ LAB2_TITLE = "Lab 2: the second challenge"
 
 
 def make_course(folder: Path) -> Path:
-    """``folder/cnn`` (the shipped spec) and ``folder/lab2`` (a copy with its own name,
-    title, deadlines and a budget of 2 uploads)."""
+    """``folder/cnn`` (the shipped lab) and ``folder/lab2`` (a copy whose spec has its own
+    name, title, deadlines and a budget of 2 uploads)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "hidden_tests" / "cnn", folder / "cnn", dirs_exist_ok=True)
     text = (ROOT / "hidden_tests" / "cnn" / "assignment.toml").read_text()
@@ -54,7 +54,8 @@ def make_course(folder: Path) -> Path:
     ):
         assert old in text
         text = text.replace(old, new, 1)
-    (folder / "lab2").mkdir(exist_ok=True)
+    # The whole folder: a lab's spec may name files beside it (solution, layer cases).
+    shutil.copytree(ROOT / "hidden_tests" / "cnn", folder / "lab2", dirs_exist_ok=True)
     (folder / "lab2" / "assignment.toml").write_text(text)
     return folder
 
