@@ -14,6 +14,7 @@ import click
 from grader import __version__
 from grader.batch.cli import batch, export, regrade
 from grader.config import Settings, load_assignment
+from grader.course import ASSIGNMENT_HELP, selected
 from grader.datasets.cli import build_tests, sync_tests, verify_tests
 from grader.errors import GraderFault, SpecError
 from grader.faults import fault_result
@@ -63,14 +64,13 @@ def main(ctx: click.Context, verbose: int) -> None:
 @click.argument("zips", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the result JSON here (an object for one zip, a list for several).")
-@click.option("--assignment", "assignment_path", type=click.Path(path_type=Path),
-              help="Assignment spec (folder or TOML); default: hidden_tests/cnn.")
+@click.option("--assignment", "assignment_name", metavar="NAME", help=ASSIGNMENT_HELP)
 @click.option("--sandbox", type=click.Choice(backend_names()),
               help=f"Sandbox backend (default: {DEFAULT_BACKEND}, or $GRADER_SANDBOX).")
 @click.option("--details/--no-details", default=False, help="Also show staff details (tracebacks).")
 @click.pass_context
 def grade(ctx: click.Context, zips: tuple[Path, ...], json_file: Path | None,
-          assignment_path: Path | None, sandbox: str | None, details: bool) -> None:
+          assignment_name: str | None, sandbox: str | None, details: bool) -> None:
     """Grade each ZIP in the sandbox and print a summary per zip."""
     from dataclasses import replace
 
@@ -81,7 +81,7 @@ def grade(ctx: click.Context, zips: tuple[Path, ...], json_file: Path | None,
     if sandbox:
         settings = replace(settings, sandbox=replace(settings.sandbox, backend=sandbox))
     try:
-        assignment = load_assignment(assignment_path or settings.assignment_path)
+        assignment = selected(settings, assignment_name)
     except SpecError as exc:
         raise click.ClickException(str(exc)) from None
     results: list[GradeResult] = []
@@ -157,16 +157,15 @@ def _demo_web() -> Callable[..., None]:
               help="Write nothing; exit 1 if a generated file differs from the spec.")
 @click.option("--kit", "kit_dir", type=click.Path(file_okay=False, path_type=Path),
               help="The student kit folder (default: the spec's [assignment] kit).")
-@click.option("--assignment", "assignment_path", type=click.Path(path_type=Path),
-              help="Assignment spec (folder or TOML); default: hidden_tests/cnn.")
+@click.option("--assignment", "assignment_name", metavar="NAME", help=ASSIGNMENT_HELP)
 @click.pass_context
 def render_kit(ctx: click.Context, check_only: bool, kit_dir: Path | None,
-               assignment_path: Path | None) -> None:
+               assignment_name: str | None) -> None:
     """Render the kit's numbers (README section, course_limits.json) from the spec."""
     from grader import kit
 
     try:
-        assignment = load_assignment(assignment_path or _settings(ctx).assignment_path)
+        assignment = selected(_settings(ctx), assignment_name)
         kit_dir = kit_dir or assignment.kit_dir
         if check_only:
             stale = kit.stale_files(assignment, kit_dir)

@@ -334,7 +334,8 @@ class Settings:
     """Built once where the program starts and passed down; tests pass their own."""
 
     home: Path = field(default_factory=_default_home)
-    assignment_path: Path = HIDDEN_TESTS_DIR / DEFAULT_ASSIGNMENT
+    assignment_path: Path = HIDDEN_TESTS_DIR / DEFAULT_ASSIGNMENT  # the default assignment
+    course_dir: Path = HIDDEN_TESTS_DIR  # every <name>/assignment.toml in it: see grader.course
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
 
     @property
@@ -358,6 +359,7 @@ class Settings:
         values: dict[str, Any] = {
             "home": home,
             "assignment_path": Path(env.get("GRADER_ASSIGNMENT", HIDDEN_TESTS_DIR / DEFAULT_ASSIGNMENT)),
+            "course_dir": Path(env.get("GRADER_COURSE_DIR", HIDDEN_TESTS_DIR)),
             "sandbox": sandbox,
         }
         values.update(overrides)

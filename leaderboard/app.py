@@ -12,7 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from grader.config import Assignment, load_assignment
+from grader.config import Assignment
+from grader.course import Course, load_course
 from leaderboard.db import make_engine, session_scope
 from leaderboard.ranking import BoardCache
 from leaderboard.settings import WebSettings
@@ -22,29 +23,76 @@ from leaderboard.tasks import GradingQueue
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Lab:
+    """One assignment of the course as the web app serves it: its spec and its row's id."""
+
+    spec: Assignment
+    id: int
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
 @dataclass
 class Services:
-    """What a request needs besides the request: settings, spec, database, queue, cache."""
+    """What a request needs besides the request: settings, course, database, queue, cache."""
 
     settings: WebSettings
-    spec: Assignment
+    course: Course
     engine: Engine
     queue: GradingQueue
     board_cache: BoardCache = field(default_factory=BoardCache)
-    _assignment_id: int | None = None
+    _ids: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def assignment_id(self) -> int:
-        """The id of this assignment's row, made on first use."""
-        if self._assignment_id is None:
+    def lab(self, name: str | None = None) -> Lab:
+        """Assignment ``name`` (default: the course's default); its row is made on first use.
+
+        SpecError for a name the course does not have.
+        """
+        spec = self.course.get(name)
+        if spec.name not in self._ids:
             with self._lock, session_scope(self.engine) as session:
-                self._assignment_id = ensure_assignment(session, spec=self.spec).id
-        assert self._assignment_id is not None
-        return self._assignment_id
+                row_id = ensure_assignment(session, spec=spec).id
+                assert row_id is not None
+                self._ids[spec.name] = row_id
+        return Lab(spec, self._ids[spec.name])
+
+    @property
+    def spec(self) -> Assignment:
+        """The default assignment's spec (pages use ``lab()``: the request's assignment)."""
+        return self.course.get()
+
+    def assignment_id(self) -> int:
+        """The default assignment's row id (pages use ``lab().id``)."""
+        return self.lab().id
+
+    def labs(self) -> list[Lab]:
+        """Every assignment of the course, in the course's order."""
+        return [self.lab(spec.name) for spec in self.course]
+
+    def lab_of(self, assignment_id: int) -> Lab:
+        """The assignment whose row has this id (a submission's ``assignment_id``)."""
+        for lab in self.labs():
+            if lab.id == assignment_id:
+                return lab
+        raise LookupError(f"assignment row {assignment_id} is not in this course")
 
 
 def services() -> Services:
     return current_app.extensions["leaderboard"]
+
+
+def lab() -> Lab:
+    """The assignment this request is about: ``/a/<name>/…``, else the course's default."""
+    return services().lab(g.get("assignment"))
+
+
+def upload_limit() -> int:
+    """The largest upload this request's assignment takes (or the service's own limit)."""
+    return services().settings.max_upload_bytes or lab().spec.limits.upload_bytes
 
 
 def db() -> Session:
@@ -68,8 +116,8 @@ def create_app(settings: WebSettings | None = None) -> Flask:
         instance_path=str(settings.instance_path.resolve()),
         instance_relative_config=True,
     )
-    spec = load_assignment(settings.grader.assignment_path)
-    max_upload = settings.max_upload_bytes or spec.limits.upload_bytes
+    course = load_course(settings.grader)
+    max_upload = settings.max_upload_bytes or max(spec.limits.upload_bytes for spec in course)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
@@ -83,25 +131,27 @@ def create_app(settings: WebSettings | None = None) -> Flask:
 
     app.extensions["leaderboard"] = Services(
         settings=settings,
-        spec=spec,
+        course=course,
         engine=make_engine(settings.db_url),
         queue=GradingQueue(settings),
         board_cache=BoardCache(prepare=board.prepare),
     )
     app.teardown_appcontext(_close_db)
     try:
-        app.extensions["leaderboard"].assignment_id()
+        app.extensions["leaderboard"].labs()
     except SQLAlchemyError:  # no schema yet: `flask init-db` makes it
         log.info("database not initialised yet; run `flask --app leaderboard init-db`")
 
-    from leaderboard import bodies, commands, security
+    from leaderboard import bodies, commands, routes, security
     from leaderboard.views import api, auth, internal, similarity, staff, student
+    from leaderboard.views import course as course_page
 
     if settings.proxy_hops:  # behind N reverse proxies: the client address is theirs to tell
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]  # Flask documents replacing wsgi_app to add middleware
     bodies.init_app(app)
     security.init_app(app)
+    app.register_blueprint(course_page.bp)
     app.register_blueprint(board.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(student.bp)
@@ -110,4 +160,5 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(internal.bp)
     commands.init_app(app)
+    routes.init_app(app)
     return app

@@ -17,6 +17,7 @@ from typing import IO
 from flask import Flask, current_app, request, session
 from flask import Request as FlaskRequest
 
+from leaderboard.app import upload_limit
 from leaderboard.submissions import human_bytes, upload_too_large_message
 
 UPLOAD_ENDPOINTS = frozenset({"student.upload", "api.create_submission"})
@@ -55,7 +56,7 @@ def _is_upload() -> bool:
 def _limit_body() -> None:
     """An upload entrance takes a zip's worth; everything else a small body."""
     if request.method in ("POST", "PUT", "PATCH") and _is_upload():
-        request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"] + FORM_OVERHEAD_BYTES
+        request.max_content_length = upload_limit() + FORM_OVERHEAD_BYTES
 
 
 def too_large_message() -> str:
@@ -63,7 +64,7 @@ def too_large_message() -> str:
     limit = request.max_content_length or 0
     whole_body = request.content_length is None or request.content_length > limit
     if whole_body and _is_upload():
-        return upload_too_large_message(current_app.config["MAX_UPLOAD_BYTES"])
+        return upload_too_large_message(upload_limit())
     if whole_body:
         return f"The request is larger than the limit of {human_bytes(limit)}."
     return f"A form field is larger than the limit of {human_bytes(FIELD_BYTES)}."

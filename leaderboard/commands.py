@@ -12,10 +12,13 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlmodel import select
 
+from grader.errors import SpecError
 from leaderboard import accounts
 from leaderboard.db import session_scope, upgrade
+from leaderboard.gradebook import gradebook_csv
 from leaderboard.models import AssignmentRow, Student
 from leaderboard.ranking import freeze_board
+from leaderboard.reports import grades_csv
 from leaderboard.submissions import ensure_assignment
 
 
@@ -30,7 +33,8 @@ def init_db() -> None:
     svc = _svc()
     upgrade(svc.settings.db_url)
     with session_scope(svc.engine) as session:
-        ensure_assignment(session, spec=svc.spec)
+        for spec in svc.course:
+            ensure_assignment(session, spec=spec)
     click.echo(f"database ready: {svc.engine.url.render_as_string(hide_password=True)}")
 
 
@@ -114,15 +118,62 @@ def rotate_secret(roster_id: str) -> None:
 
 @click.command("freeze-board")
 @with_appcontext
-def freeze_board_command() -> None:
+@click.option("--assignment", "name", metavar="NAME",
+              help="The assignment whose board to freeze; default: the service's default one.")
+def freeze_board_command(name: str | None) -> None:
     """Freeze the leaderboard now: store the final (private) ranking and the bonus points."""
     svc = _svc()
+    try:
+        spec = svc.course.get(name)
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from None
     with session_scope(svc.engine) as session:
-        ensured = ensure_assignment(session, spec=svc.spec)
+        ensured = ensure_assignment(session, spec=spec)
         row = session.get(AssignmentRow, ensured.id)
         assert row is not None
-        done = freeze_board(session, spec=svc.spec, assignment=row, by="flask freeze-board")
-    click.echo("board frozen" if done else "the board was already frozen")
+        done = freeze_board(session, spec=spec, assignment=row, by="flask freeze-board")
+    click.echo(f"board frozen: {spec.name}" if done else f"the board was already frozen: {spec.name}")
+
+
+def _write(text: str, out_path: Path | None, what: str) -> None:
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    out_path.write_text(text, encoding="utf-8")
+    click.echo(f"{what} written to {out_path}", err=True)
+
+
+_out = click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+                    help="Write the CSV here instead of printing it.")
+
+
+@click.command("export-grades")
+@with_appcontext
+@click.option("--assignment", "name", metavar="NAME",
+              help="The assignment; default: the service's default one.")
+@_out
+def export_grades(name: str | None, out_path: Path | None) -> None:
+    """One assignment's grades CSV (as the staff page's "Export grades")."""
+    svc = _svc()
+    try:
+        lab = svc.lab(name)
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from None
+    with session_scope(svc.engine) as session:
+        text = grades_csv(session, spec=lab.spec, assignment_id=lab.id)
+    _write(text, out_path, f"grades of {lab.name}")
+
+
+@click.command("gradebook")
+@with_appcontext
+@_out
+def gradebook(out_path: Path | None) -> None:
+    """The course gradebook CSV: one row per student, the points of every assignment, a total."""
+    svc = _svc()
+    assignments = {lab.name: lab.id for lab in svc.labs()}
+    with session_scope(svc.engine) as session:
+        text = gradebook_csv(session, assignments=assignments)
+    _write(text, out_path, "gradebook")
 
 
 def init_app(app: Flask) -> None:
@@ -133,6 +184,8 @@ def init_app(app: Flask) -> None:
         export_secrets,
         rotate_secret,
         freeze_board_command,
+        export_grades,
+        gradebook,
     ):
         app.cli.add_command(command)
     app.cli.add_command(init_db, name="upgrade")

@@ -213,9 +213,9 @@ def regrades(session: Session, *, assignment_id: int, limit: int = 500) -> list[
     ]
 
 
-def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str:
-    """One row per student: their best graded submission's points per part, bonus, final rank."""
-    part_names = [p.name for p in spec.parts]
+def best_submissions(session: Session, *, assignment_id: int) -> dict[int, Submission]:
+    """Student id -> their graded submission with the most points (the earliest of equals):
+    the one the assignment's grade counts."""
     best: dict[int, Submission] = {}
     for sub in session.exec(
         select(Submission)
@@ -225,6 +225,21 @@ def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str
         current = best.get(sub.student_id)
         if current is None or (sub.score or 0.0) > (current.score or 0.0):
             best[sub.student_id] = sub
+    return best
+
+
+def frozen_rows(session: Session, *, assignment_id: int) -> dict[int, FrozenRow]:
+    """Student id -> their row of the frozen final ranking (rank and bonus points)."""
+    return {
+        f.student_id: f
+        for f in session.exec(select(FrozenRow).where(FrozenRow.assignment_id == assignment_id))
+    }
+
+
+def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str:
+    """One row per student: their best graded submission's points per part, bonus, final rank."""
+    part_names = [p.name for p in spec.parts]
+    best = best_submissions(session, assignment_id=assignment_id)
     result_ids = [s.result_id for s in best.values()]
     parts: dict[int, dict[str, PartResultRow]] = defaultdict(dict)
     if result_ids:
@@ -232,10 +247,7 @@ def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str
             select(PartResultRow).where(col(PartResultRow.result_id).in_(result_ids))
         ).all():
             parts[row.result_id][row.name] = row
-    frozen = {
-        f.student_id: f
-        for f in session.exec(select(FrozenRow).where(FrozenRow.assignment_id == assignment_id))
-    }
+    frozen = frozen_rows(session, assignment_id=assignment_id)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(

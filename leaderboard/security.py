@@ -48,8 +48,13 @@ def csrf_token() -> str:
     return token
 
 
+def _machine_path() -> bool:
+    """The API and the workers' internal routes, also under an assignment's ``/a/<name>/``."""
+    return request.path.startswith(("/api/", "/internal/")) or request.blueprint in ("api", "internal")
+
+
 def _check_csrf() -> None:
-    if request.method not in UNSAFE_METHODS or request.path.startswith(("/api/", "/internal/")):
+    if request.method not in UNSAFE_METHODS or _machine_path():
         return  # these take no cookies for writes: a Bearer secret or job token is required there
     expected = session.get("csrf", "")
     if not expected:  # no session: refused before the body is read
@@ -72,7 +77,7 @@ def _headers(response: Response) -> Response:
 
 
 def wants_json() -> bool:
-    return request.path.startswith(("/api/", "/internal/")) or request.path.endswith(".json")
+    return _machine_path() or request.path.endswith(".json")
 
 
 def error_response(exc: HTTPException) -> tuple[Response, int]:

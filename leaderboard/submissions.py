@@ -189,11 +189,15 @@ def attempts_used(session: Session, *, student_id: int, assignment_id: int) -> i
     ).one()
 
 
-def student_submissions(session: Session, *, student_id: int | None) -> list[Submission]:
-    """One student's submissions, newest first."""
+def student_submissions(
+    session: Session, *, student_id: int | None, assignment_id: int | None = None
+) -> list[Submission]:
+    """One student's submissions (to one assignment, when given), newest first."""
+    query = select(Submission).where(Submission.student_id == student_id)
+    if assignment_id is not None:
+        query = query.where(Submission.assignment_id == assignment_id)
     return list(session.exec(
-        select(Submission)
-        .where(Submission.student_id == student_id)
+        query
         .order_by(col(Submission.created_at).desc(), col(Submission.id).desc())
     ).all())
 
@@ -281,6 +285,7 @@ class Claim:
     attempt: int
     regrade: bool
     archive_sha256: str = ""
+    assignment_id: int = 0  # which assignment's spec grades it
 
 
 def claim(engine: Engine, *, submission_id: int, worker: str, max_attempts: int) -> Claim | None:
@@ -310,7 +315,7 @@ def claim(engine: Engine, *, submission_id: int, worker: str, max_attempts: int)
         assert sub is not None
         return Claim(
             submission_id, token, sub.archive_key, sub.grading_attempts, sub.result_id is not None,
-            sub.archive_sha256,
+            sub.archive_sha256, sub.assignment_id,
         )
 
 
@@ -468,20 +473,28 @@ class SweepReport:
 
 
 def sweep_stuck(
-    engine: Engine, *, settings: WebSettings, spec: Assignment, now: datetime | None = None
+    engine: Engine,
+    *,
+    settings: WebSettings,
+    spec: Assignment,
+    now: datetime | None = None,
+    assignment_id: int | None = None,
 ) -> SweepReport:
     """Put running submissions whose worker went silent (or overran) back in the queue.
 
     A submission that has already been started ``max_grading_attempts`` times becomes a
-    grader fault (the attempt is refunded) instead of looping for ever.
+    grader fault (the attempt is refunded) instead of looping for ever. With
+    ``assignment_id``, only that assignment's submissions (``spec`` is its spec).
     """
     now = now or utcnow()
     silent = now - timedelta(seconds=settings.stale_after_s)
     overran = now - timedelta(seconds=spec.sandbox_wall_s + settings.grading_margin_s)
-    stuck = (
+    stuck: tuple[Any, ...] = (
         col(Submission.status) == SubmissionStatus.RUNNING,
         or_(col(Submission.heartbeat_at) < silent, col(Submission.started_at) < overran),
     )
+    if assignment_id is not None:
+        stuck += (col(Submission.assignment_id) == assignment_id,)
     with session_scope(engine) as session:
         requeued = [
             row[0]

@@ -25,7 +25,8 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from grader.config import Assignment, load_assignment
+from grader.config import Assignment
+from grader.course import load_course
 from grader.datasets.manifest import MANIFEST_NAME, NOT_BUILT, Manifest, load_manifest
 from grader.datasets.sync import fingerprint
 from grader.errors import GraderFault, SpecError
@@ -88,8 +89,22 @@ class HiddenData:
             return self._manifest
 
 
+class LabGrading:
+    """What grading one assignment takes on this machine: its spec (with each sandbox's share
+    of the cores), its verified hidden data and its similarity index."""
+
+    def __init__(self, settings: WebSettings, spec: Assignment, engine: Engine, threads: int) -> None:
+        self.spec = spec
+        # Each of the `threads` sandboxes gets its share of the cores (or the set CPUs/memory).
+        self.graded_spec, self.cpus = spec_for_jobs(spec, threads, settings.grader.sandbox)
+        self.hidden = HiddenData(settings.grader.data_dir / spec.name)
+        self.similarity = SimilarityUpdater(settings, spec, engine)
+
+
 class Grader:
-    """Grades submissions by id for one worker process; safe to call from several threads."""
+    """Grades submissions of any assignment of the course by id for one worker process; safe
+    to call from several threads. Each assignment is set up on its first submission (the
+    default one at start, so a worker without its hidden data does not start)."""
 
     def __init__(
         self, settings: WebSettings, queue: GradingQueue, *, name: str = "", threads: int = 1
@@ -97,28 +112,59 @@ class Grader:
         self.settings = settings
         self.queue = queue
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self.spec: Assignment = load_assignment(settings.grader.assignment_path)
-        # Each of the `threads` sandboxes gets its share of the cores (or the set CPUs/memory).
-        self.graded_spec, self.cpus = spec_for_jobs(self.spec, threads, settings.grader.sandbox)
+        self.threads = threads
         try:
-            self.hidden = HiddenData(settings.grader.data_dir / self.spec.name)
-        except (GraderFault, OSError) as exc:
-            message = exc.message if isinstance(exc, GraderFault) else str(exc)
-            raise WorkerSetupError(
-                f"this machine's hidden test data cannot be used: {message} "
-                "On a worker machine, copy it with `grader sync-tests SHARED_FOLDER`."
-            ) from None
+            self.course = load_course(settings.grader)
+        except SpecError as exc:
+            raise WorkerSetupError(f"an assignment spec does not load: {exc}") from None
+        self.spec: Assignment = self.course.get()  # the default assignment
         self.engine: Engine = make_engine(settings.db_url)
         self._lock = threading.Lock()
+        self._labs: dict[str, LabGrading] = {}
+        self._setup_lock = threading.Lock()
         self._active: dict[int, Claim] = {}
         self.graded = 0
-        self.similarity = SimilarityUpdater(settings, self.spec, self.engine)
         with session_scope(self.engine) as session:
-            ensure_assignment(session, spec=self.spec)
+            self.ids = {spec.name: ensure_assignment(session, spec=spec).id or 0 for spec in self.course}
+        try:
+            default = self.lab(self.spec.name)
+        except GraderFault as exc:
+            raise WorkerSetupError(
+                f"this machine's hidden test data cannot be used: {exc.message} "
+                "On a worker machine, copy it with `grader sync-tests SHARED_FOLDER`."
+            ) from None
+        self.graded_spec, self.cpus = default.graded_spec, default.cpus
+
+    def lab(self, name: str) -> LabGrading:
+        """Assignment ``name``'s grading set-up, made (and its data verified) on first use;
+        GraderFault when its hidden data is missing or damaged here."""
+        with self._setup_lock:  # one set-up per assignment, not one per grading thread
+            with self._lock:
+                found = self._labs.get(name)
+            if found is not None:
+                return found
+            try:
+                made = LabGrading(self.settings, self.course.get(name), self.engine, self.threads)
+            except OSError as exc:
+                raise GraderFault(NOT_BUILT, detail=f"{name}: {exc}") from None
+            with self._lock:
+                self._labs[name] = made
+            return made
+
+    def spec_of(self, assignment_id: int) -> Assignment:
+        """The spec of the assignment with this row id (the default one for an unknown id,
+        whose submission then becomes a grader fault in ``_grade``)."""
+        for name, row_id in self.ids.items():
+            if row_id == assignment_id:
+                return self.course.get(name)
+        return self.spec
 
     def close(self) -> None:
         """Finish the similarity updates; release the database connections."""
-        self.similarity.close()
+        with self._lock:
+            labs = list(self._labs.values())
+        for each in labs:
+            each.similarity.close()
         self.engine.dispose()
 
     # ---- one job
@@ -138,14 +184,18 @@ class Grader:
             self._active[submission_id] = taken
         log.info("submission %s: grading (run %s)", submission_id, taken.attempt)
         predictions: dict[str, np.ndarray] = {}  # the judge's answers, for the staff's similarity check
+        spec = self.spec_of(taken.assignment_id)
         try:
             result = self._grade(taken, predictions)
             if result.status == Status.GRADER_FAULT and self._retry(taken):
                 return
             if not keeps_archive(result):  # while the claim holds: its token opens a remote delete
                 discard_archive(taken, self.settings)
-            if record_result(self.engine, claim=taken, result=result, spec=self.spec, worker=self.name):
-                self.similarity.after_result(submission_id, predictions)  # background; never raises
+            if record_result(self.engine, claim=taken, result=result, spec=spec, worker=self.name):
+                with self._lock:
+                    lab = self._labs.get(spec.name)
+                if lab is not None:
+                    lab.similarity.after_result(submission_id, predictions)  # background; never raises
             log.info(
                 "submission %s: %s %.1f/%.1f",
                 submission_id,
@@ -161,14 +211,21 @@ class Grader:
     def _grade(self, taken: Claim, predictions: dict[str, np.ndarray] | None = None) -> GradeResult:
         from grader.pipeline import grade  # heavy (numpy, the sandbox); only workers need it
 
+        spec = self.spec_of(taken.assignment_id)
+
         def run() -> GradeResult:
-            manifest = self.hidden.current()
-            max_bytes = self.settings.max_upload_bytes or self.spec.limits.upload_bytes
+            if taken.assignment_id not in self.ids.values():
+                raise GraderFault("This worker does not grade that assignment.",
+                                  detail=f"assignment row {taken.assignment_id} is not in "
+                                  f"{self.settings.grader.course_dir} here")
+            lab = self.lab(spec.name)
+            manifest = lab.hidden.current()
+            max_bytes = self.settings.max_upload_bytes or spec.limits.upload_bytes
             with archive_for(taken, self.settings, max_bytes=max_bytes) as archive:
-                return grade(archive, self.graded_spec, self.settings.grader, manifest=manifest,
+                return grade(archive, lab.graded_spec, self.settings.grader, manifest=manifest,
                              predictions=predictions)
 
-        return grade_or_fault(run, self.spec, label=f"submission {taken.submission_id}")
+        return grade_or_fault(run, spec, label=f"submission {taken.submission_id}")
 
     def _retry(self, taken: Claim) -> bool:
         """After a grader fault (hidden data damaged, a sandbox that failed to start, the web app
@@ -210,9 +267,11 @@ class Grader:
 
     def sweep(self) -> None:
         """Re-queue stuck and lost submissions; freeze the board at the bonus deadline."""
-        report = sweep_stuck(self.engine, settings=self.settings, spec=self.spec)
-        for sub_id in report.requeued:
-            self.queue.enqueue(sub_id, priority=5)
+        for spec in self.course:
+            report = sweep_stuck(self.engine, settings=self.settings, spec=spec,
+                                 assignment_id=self.ids[spec.name])
+            for sub_id in report.requeued:
+                self.queue.enqueue(sub_id, priority=5)
         cutoff = utcnow() - timedelta(seconds=self.settings.lost_after_s)
         candidates = queued_since(self.engine, before=cutoff)
         if candidates:
@@ -224,9 +283,10 @@ class Grader:
             if lost:
                 log.warning("enqueued again submissions missing from the queue: %s", [i for i, _ in lost])
         if self.settings.auto_freeze:
-            with session_scope(self.engine) as session:
-                row = session.exec(select(AssignmentRow).where(AssignmentRow.name == self.spec.name)).one()
-                maybe_auto_freeze(session, spec=self.spec, assignment=row)
+            for spec in self.course:
+                with session_scope(self.engine) as session:
+                    row = session.exec(select(AssignmentRow).where(AssignmentRow.name == spec.name)).one()
+                    maybe_auto_freeze(session, spec=spec, assignment=row)
 
 
 def _housekeeping(grader: Grader, stop: threading.Event) -> None:
@@ -265,7 +325,7 @@ def run_worker(settings: WebSettings, *, threads: int | None = None) -> None:
         "worker %s: grading %s from %s, %d at once, %g CPUs and %d MiB per sandbox, "
         "archives from %s",
         grader.name,
-        grader.spec.name,
+        ", ".join(grader.course.assignments),
         _redacted(settings.queue_url) or settings.queue_file,
         threads,
         grader.cpus,

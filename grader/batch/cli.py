@@ -15,6 +15,7 @@ import click
 
 from grader.batch import BatchError
 from grader.config import Assignment, Settings, load_assignment
+from grader.course import ASSIGNMENT_HELP, find_assignment
 from grader.datasets.manifest import Manifest
 from grader.errors import GraderFault, SpecError
 from grader.sandbox.registry import DEFAULT_BACKEND, backend_names
@@ -26,13 +27,18 @@ EXIT_FAULT = 3  # as `grader grade`: the grader itself failed on some submission
 EXIT_INTERRUPTED = 130
 
 
-def _settings(ctx: click.Context, sandbox: str | None, assignment_path: Path | None) -> Settings:
+def _settings(ctx: click.Context, sandbox: str | None, assignment_name: str | None) -> Settings:
+    """The settings, with ``--assignment NAME`` (found in the course) as their assignment."""
     settings = ctx.obj.get("settings") if ctx.obj else None
     settings = settings if isinstance(settings, Settings) else Settings.from_env()
     if sandbox:
         settings = replace(settings, sandbox=replace(settings.sandbox, backend=sandbox))
-    if assignment_path is not None:
-        settings = replace(settings, assignment_path=assignment_path)
+    if assignment_name:
+        try:
+            folder = find_assignment(assignment_name, settings.course_dir)
+        except SpecError as exc:
+            raise click.ClickException(str(exc)) from None
+        settings = replace(settings, assignment_path=folder)
     return settings
 
 
@@ -78,8 +84,7 @@ def _load_manifest(settings: Settings, assignment: Assignment) -> Manifest:
 _jobs = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Sandboxes run at the same time; each gets max(1, cores // N) CPUs "
                           "(at most the spec's limits.cpus).")
-_spec = click.option("--assignment", "assignment_path", type=click.Path(path_type=Path),
-                     help="Assignment spec (folder or TOML); default: hidden_tests/cnn.")
+_spec = click.option("--assignment", "assignment_name", metavar="NAME", help=ASSIGNMENT_HELP)
 _sandbox = click.option("--sandbox", type=click.Choice(backend_names()),
                         help=f"Sandbox backend (default: {DEFAULT_BACKEND}, or $GRADER_SANDBOX).")
 
@@ -104,7 +109,7 @@ _sandbox = click.option("--sandbox", type=click.Choice(backend_names()),
 @click.pass_context
 def batch(ctx: click.Context, source: Path, jobs: int, csv_path: Path, json_dir: Path | None,
           force: bool, publish: bool, id_pattern: str | None, max_unpacked_gib: float,
-          assignment_path: Path | None, sandbox: str | None) -> None:
+          assignment_name: str | None, sandbox: str | None) -> None:
     """Grade every submission in SOURCE (a folder of zips, a folder per student, or a zip of either).
 
     Resumable: each result is stored as soon as it is ready, and a zip already graded under
@@ -115,7 +120,7 @@ def batch(ctx: click.Context, source: Path, jobs: int, csv_path: Path, json_dir:
     from grader.batch.grading import batch_grade, load_publisher
     from grader.batch.store import ResultsStore
 
-    settings = _settings(ctx, sandbox, assignment_path)
+    settings = _settings(ctx, sandbox, assignment_name)
     assignment = _assignment(settings)
     _check_csv(csv_path)
     store_root = json_dir or csv_path.with_name(f"{csv_path.stem}.results")
@@ -195,7 +200,7 @@ def _staff_notes(rows: Sequence[Row]) -> None:
 @_sandbox
 @click.pass_context
 def regrade(ctx: click.Context, store_path: Path, jobs: int, csv_path: Path | None,
-            assignment_path: Path | None, sandbox: str | None) -> None:
+            assignment_name: str | None, sandbox: str | None) -> None:
     """Grade every zip of a results STORE again under the current spec and hidden tests.
 
     Prints each student's old and new score and how many changed; the store keeps both.
@@ -204,7 +209,7 @@ def regrade(ctx: click.Context, store_path: Path, jobs: int, csv_path: Path | No
     from grader.batch.grading import regrade_store, store_entries
     from grader.batch.store import ResultsStore
 
-    settings = _settings(ctx, sandbox, assignment_path)
+    settings = _settings(ctx, sandbox, assignment_name)
     assignment = _assignment(settings)
     if csv_path is not None:
         _check_csv(csv_path)
@@ -247,7 +252,7 @@ def regrade(ctx: click.Context, store_path: Path, jobs: int, csv_path: Path | No
                    "into for a results store.")
 @_spec
 @click.pass_context
-def export(ctx: click.Context, results: Path, fmt: str, output: Path, assignment_path: Path | None) -> None:
+def export(ctx: click.Context, results: Path, fmt: str, output: Path, assignment_name: str | None) -> None:
     """Export RESULTS (a result JSON of `grader grade --json`, or a results store) for Gradescope.
 
     Only what students may see goes out: no staff details, and while the spec keeps part of
@@ -258,7 +263,7 @@ def export(ctx: click.Context, results: Path, fmt: str, output: Path, assignment
     from grader.batch.store import ResultsStore
     from grader.export import ExportError, gradescope, read_result_json, safe_filename, write_json
 
-    assignment = _assignment(_settings(ctx, None, assignment_path))
+    assignment = _assignment(_settings(ctx, None, assignment_name))
     try:
         if results.is_file():
             result = read_result_json(results)

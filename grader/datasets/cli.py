@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from grader.config import HIDDEN_TESTS_DIR, Assignment, Settings, load_assignment
+from grader.config import Assignment, Settings
+from grader.course import ASSIGNMENT_HELP, selected
 from grader.datasets.build import EVERY_SYNTHETIC, build_sets
 from grader.datasets.errors import DataBuildError
 from grader.datasets.provenance import Provenance
@@ -25,6 +26,10 @@ NOTES = {
 }
 # The first lab's option names, kept as aliases: option -> the dataset it names.
 SOURCE_ALIASES = {"fashion_dir": "fashion_mnist", "dogs_cats": "dogs_cats"}
+
+
+_assignment_option = click.option("--assignment", "assignment", metavar="NAME", help=ASSIGNMENT_HELP
+                                  + " Names the default folder.")
 
 
 class BuildFailed(click.ClickException):
@@ -59,31 +64,25 @@ def parse_sources(values: tuple[str, ...]) -> dict[str, Path]:
 
 
 def resolve_assignment(ctx: click.Context, name: str | None) -> Assignment:
-    """A spec by name (``hidden_tests/<name>/``) or path; None: the one the settings name."""
-    if name is None:
-        settings = ctx.obj.get("settings") if isinstance(ctx.obj, dict) else None
-        if not isinstance(settings, Settings):
-            settings = Settings.from_env()
-        path = settings.assignment_path
-    else:
-        path = Path(name) if Path(name).exists() else HIDDEN_TESTS_DIR / name
-        if not path.exists():
-            known = sorted(p.name for p in HIDDEN_TESTS_DIR.iterdir() if (p / "assignment.toml").is_file())
-            raise BuildFailed(f"no assignment {name!r} (known: {', '.join(known)}; or a spec folder)")
+    """A spec by name (a folder of the course) or path; None: the one the settings name."""
+    settings = ctx.obj.get("settings") if isinstance(ctx.obj, dict) else None
+    if not isinstance(settings, Settings):
+        settings = Settings.from_env()
     try:
-        return load_assignment(path)
+        return selected(settings, name)
     except SpecError as exc:
         raise BuildFailed(str(exc)) from None
 
 
 @click.command("build-tests")
-@click.argument("assignment", required=False)
+@click.argument("assignment_arg", metavar="[ASSIGNMENT]", required=False)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Folder to build into (replaced as a whole). Default: <GRADER_HOME>/hidden/<assignment>.",
 )
+@_assignment_option
 @click.option(
     "--source",
     "sources",
@@ -133,6 +132,7 @@ def resolve_assignment(ctx: click.Context, name: str | None) -> Assignment:
 @click.pass_context
 def build_tests(
     ctx: click.Context,
+    assignment_arg: str | None,
     assignment: str | None,
     out: Path | None,
     sources: tuple[str, ...],
@@ -146,7 +146,7 @@ def build_tests(
 ) -> None:
     """Build the hidden test sets of ASSIGNMENT (a name under hidden_tests/ or a spec folder;
     default: the configured one) as its [datasets.*] tables declare."""
-    spec = resolve_assignment(ctx, assignment)
+    spec = resolve_assignment(ctx, assignment_arg or assignment)
     folders = parse_sources(sources)
     for option, folder in (("fashion_dir", fashion_dir), ("dogs_cats", dogs_cats)):
         if folder is not None:
@@ -198,16 +198,17 @@ def build_tests(
             click.echo(f"note: {dataset.name}: {dataset.note}")
 
 
-def _default_set(ctx: click.Context) -> Path:
-    """``<GRADER_HOME>/hidden/<assignment>`` for the assignment the settings name."""
+def _default_set(ctx: click.Context, assignment: str | None = None) -> Path:
+    """``<GRADER_HOME>/hidden/<assignment>`` for ``--assignment NAME`` or the settings' own."""
     settings = ctx.obj.get("settings") if isinstance(ctx.obj, dict) else None
     if not isinstance(settings, Settings):
         settings = Settings.from_env()
     try:
-        name = load_assignment(settings.assignment_path).name
+        name = selected(settings, assignment).name
     except SpecError as exc:
         raise BuildFailed(str(exc)) from None
     return settings.data_dir / name
+
 
 
 @click.command("sync-tests")
@@ -218,14 +219,15 @@ def _default_set(ctx: click.Context) -> Path:
     default=None,
     help="This machine's copy (replaced only once verified). Default: <GRADER_HOME>/hidden/<assignment>.",
 )
+@_assignment_option
 @click.pass_context
-def sync_tests(ctx: click.Context, source: Path, dest: Path | None) -> None:
+def sync_tests(ctx: click.Context, source: Path, dest: Path | None, assignment: str | None) -> None:
     """Copy the hidden test data from SOURCE (a shared folder) and verify every file.
 
     Run it on each grading machine after `grader build-tests` (or a rebuild) on the
     machine that builds the data; workers refuse to start on data that does not verify.
     """
-    dest = dest or _default_set(ctx)
+    dest = dest or _default_set(ctx, assignment)
     start = time.monotonic()
     try:
         report = sync_hidden_data(source, dest)
@@ -245,13 +247,14 @@ def sync_tests(ctx: click.Context, source: Path, dest: Path | None) -> None:
 
 @click.command("verify-tests")
 @click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@_assignment_option
 @click.pass_context
-def verify_tests(ctx: click.Context, folder: Path | None) -> None:
+def verify_tests(ctx: click.Context, folder: Path | None, assignment: str | None) -> None:
     """Check every file of this machine's hidden test data against its manifest.
 
     Prints the set's fingerprint: machines that print the same one grade on the same data.
     """
-    folder = folder or _default_set(ctx)
+    folder = folder or _default_set(ctx, assignment)
     try:
         manifest = verified_copy(folder)
     except GraderFault as exc:

@@ -10,18 +10,16 @@ from pathlib import Path
 
 import click
 
-from grader.config import HIDDEN_TESTS_DIR, Assignment, Settings, load_assignment
+from grader.config import Assignment, Settings
+from grader.course import ASSIGNMENT_HELP, selected
 from grader.errors import SpecError
 from grader.similarity.sources import CSV_NAME, INDEX_NAME
 
 
 def _assignment(settings: Settings, spec: str | None) -> Assignment:
-    """The spec: a folder or TOML file, or the name of one under hidden_tests/."""
-    path = Path(spec) if spec else settings.assignment_path
-    if spec and not path.exists() and (HIDDEN_TESTS_DIR / spec).is_dir():
-        path = HIDDEN_TESTS_DIR / spec
+    """The spec: its name in the course, or a folder or TOML file (grader.course)."""
     try:
-        return load_assignment(path)
+        return selected(settings, spec)
     except SpecError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -43,8 +41,8 @@ def _pairs_of(option: tuple[str, ...], what: str) -> dict[str, Path]:
 @click.option(
     "--assignment",
     "spec",
-    metavar="SPEC",
-    help="Assignment spec (folder or TOML) or its name under hidden_tests/; default: cnn.",
+    metavar="NAME",
+    help=ASSIGNMENT_HELP,
 )
 @click.option(
     "--csv",

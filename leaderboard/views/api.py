@@ -13,11 +13,21 @@ import io
 import json
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, session
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from leaderboard.accounts import student_by_secret
 from leaderboard.apidocs import SECRET_VAR, Example, curl_example, curl_examples
-from leaderboard.app import db, services
+from leaderboard.app import db, lab, services
 from leaderboard.models import Student, Submission
 from leaderboard.openapi import SCHEMAS, Answer, document, operation, refusal
 from leaderboard.present import submission_json
@@ -33,7 +43,9 @@ def _examples() -> dict[str, Any]:
     """``curl_example(key)`` for any page (the upload page shows the multipart one)."""
 
     def example(key: str) -> Example:
-        return curl_example(request.url_root, key)
+        # The lab's own address: /a/<name>/api/... on another lab's pages.
+        upload = url_for("api.create_submission", _external=True)
+        return curl_example(upload.removesuffix("api/submissions"), key)
 
     return {"curl_example": example}
 
@@ -121,21 +133,18 @@ def create_submission() -> Response:
         sub = receive_upload(student, stream, filename)
     except UploadRefused as exc:
         return _error(exc.message, exc.http_status, exc.retry_after_s)
-    body = submission_json(sub, None, services().spec, frozen=is_frozen())
+    body = submission_json(sub, None, lab().spec, frozen=is_frozen())
     body["remaining_attempts"] = _remaining(student)
     response = jsonify(body)
     response.status_code = 202
-    response.headers["Location"] = f"/api/submissions/{sub.id}"
+    response.headers["Location"] = url_for("api.get_submission", submission_id=sub.id)
     return response
 
 
 def _remaining(student: Student) -> int:
-    svc = services()
+    here = lab()
     return remaining_attempts(
-        db(),
-        student_id=student.id or 0,
-        assignment_id=svc.assignment_id(),
-        budget=svc.spec.upload_budget,
+        db(), student_id=student.id or 0, assignment_id=here.id, budget=here.spec.upload_budget
     )
 
 
@@ -148,9 +157,10 @@ def _remaining(student: Student) -> int:
 )
 def list_submissions() -> Response:
     student = _api_student(allow_session=True)
-    rows = student_submissions(db(), student_id=student.id)
+    here = lab()
+    rows = student_submissions(db(), student_id=student.id, assignment_id=here.id)
     frozen = is_frozen()
-    spec = services().spec
+    spec = here.spec
     return jsonify(
         {
             "remaining_attempts": _remaining(student),
@@ -173,7 +183,8 @@ def get_submission(submission_id: int) -> Any:
     sub = db().get(Submission, submission_id)
     if sub is None or sub.student_id != student.id:
         abort(404, "No submission of yours has that id.")
-    return jsonify(submission_json(sub, load_result(sub), services().spec, frozen=is_frozen()))
+    spec = services().lab_of(sub.assignment_id).spec
+    return jsonify(submission_json(sub, load_result(sub), spec, frozen=is_frozen(sub.assignment_id)))
 
 
 @bp.route("/openapi.json")

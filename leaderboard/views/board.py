@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request, session
 from markupsafe import Markup
 
-from leaderboard.app import db, services
+from leaderboard.app import db, lab, services
 from leaderboard.openapi import Answer, operation
 from leaderboard.ranking import Board
 
@@ -16,9 +16,7 @@ bp = Blueprint("board", __name__)
 
 
 def current_board() -> tuple[Board, dict[str, Any]]:
-    svc = services()
-    svc.assignment_id()
-    return svc.board_cache.get(db(), spec=svc.spec)
+    return services().board_cache.get(db(), spec=lab().spec)
 
 
 def etag(board: Board) -> str:
@@ -31,7 +29,6 @@ def prepare(board: Board, cache: dict[str, Any]) -> None:
     cache["table"] = Markup(render_template("_board_table.html", board=board))
 
 
-@bp.route("/")
 @bp.route("/leaderboard")
 def leaderboard() -> Any:
     board, cache = current_board()

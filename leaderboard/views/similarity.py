@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request
 
-from leaderboard.app import db, services
+from leaderboard.app import db, lab, services
 from leaderboard.similarity import SHARED_START_NOTE, legend, overview, pair_detail
 from leaderboard.views.auth import instructor_required
 
@@ -24,7 +24,8 @@ PER_PAGE = 100
 def pairs() -> Any:
     svc = services()
     page = max(1, request.args.get("page", 1, type=int))
-    found = overview(db(), settings=svc.settings, spec=svc.spec, assignment_id=svc.assignment_id(),
+    here = lab()
+    found = overview(db(), settings=svc.settings, spec=here.spec, assignment_id=here.id,
                      page=page, per_page=PER_PAGE)
     return render_template("staff/similarity.html", found=found, page=page,
                            pages=max(1, (found.total + PER_PAGE - 1) // PER_PAGE),
@@ -35,7 +36,7 @@ def pairs() -> Any:
 @instructor_required
 def pair(a: int, b: int) -> Any:
     svc = services()
-    detail = pair_detail(db(), settings=svc.settings, spec=svc.spec, a=a, b=b)
+    detail = pair_detail(db(), settings=svc.settings, spec=lab().spec, a=a, b=b)
     if detail is None:
         abort(404, "No such pair in the similarity index.")
     return render_template("staff/similarity_pair.html", d=detail, legend=legend(),

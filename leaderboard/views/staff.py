@@ -12,7 +12,8 @@ from sqlmodel import col, select
 
 from grader.datasets.provenance import data_notes
 from grader.result import GradeResult
-from leaderboard.app import db, services
+from leaderboard.app import db, lab, services
+from leaderboard.gradebook import gradebook_csv as gradebook
 from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus, utcnow
 from leaderboard.present import part_views
 from leaderboard.ranking import freeze_board, pending_before
@@ -35,7 +36,7 @@ PAGE = 100
 
 
 def _assignment() -> AssignmentRow:
-    row = db().get(AssignmentRow, services().assignment_id())
+    row = db().get(AssignmentRow, lab().id)
     assert row is not None
     return row
 
@@ -57,7 +58,7 @@ def index() -> Any:
         "staff/index.html",
         health=health(db(), settings=svc.settings, queue_length=_queue_length()),
         assignment=assignment,
-        spec=svc.spec,
+        spec=lab().spec,
         pending=pending_before(db(), assignment_id=assignment.id or 0, cutoff=utcnow()),
         queue_backend="Redis" if svc.settings.queue_url.startswith("redis") else "SQLite",
     )
@@ -82,7 +83,11 @@ def health_json() -> Any:
 @bp.route("/submissions")
 @instructor_required
 def submissions() -> Any:
-    query = select(Submission, Student).join(Student, col(Student.id) == col(Submission.student_id))
+    query = (
+        select(Submission, Student)
+        .join(Student, col(Student.id) == col(Submission.student_id))
+        .where(Submission.assignment_id == lab().id)
+    )
     q = request.args.get("q", "").strip()
     status = request.args.get("status", "")
     since = request.args.get("since", "")
@@ -159,7 +164,8 @@ def submission(submission_id: int) -> Any:
         result=result,
         environment=dict(result.environment) if result else {},
         data_notes=data_notes(result.environment) if result else [],
-        parts=part_views(result, services().spec, frozen=True, staff=True) if result else [],
+        parts=part_views(result, services().lab_of(sub.assignment_id).spec, frozen=True, staff=True)
+        if result else [],
         status=SubmissionStatus(sub.status),
     )
 
@@ -185,7 +191,7 @@ def regrade_one(submission_id: int) -> Any:
 @bp.route("/regrade-all", methods=["POST"])
 @instructor_required
 def regrade_all() -> Any:
-    ids = db().exec(select(Submission.id).where(Submission.assignment_id == services().assignment_id())).all()
+    ids = db().exec(select(Submission.id).where(Submission.assignment_id == lab().id)).all()
     taken = request_regrade(db(), submission_ids=[i for i in ids if i is not None])
     db().commit()
     for sub_id in taken:
@@ -198,7 +204,7 @@ def regrade_all() -> Any:
 @instructor_required
 def regrade_list() -> Any:
     return render_template(
-        "staff/regrades.html", regrades=regrades(db(), assignment_id=services().assignment_id())
+        "staff/regrades.html", regrades=regrades(db(), assignment_id=lab().id)
     )
 
 
@@ -206,7 +212,7 @@ def regrade_list() -> Any:
 @instructor_required
 def students() -> Any:
     svc = services()
-    activity = student_activity(db(), assignment_id=svc.assignment_id(), settings=svc.settings)
+    activity = student_activity(db(), assignment_id=lab().id, settings=svc.settings)
     median = upload_median(activity)
     if request.args.get("flagged"):
         activity = [a for a in activity if a.flags]
@@ -221,7 +227,7 @@ def freeze() -> Any:
     assignment = _assignment()
     done = freeze_board(
         db(),
-        spec=services().spec,
+        spec=lab().spec,
         assignment=assignment,
         by=instructor.username if instructor else "?",
     )
@@ -233,10 +239,22 @@ def freeze() -> Any:
 @bp.route("/export.csv")
 @instructor_required
 def export_csv() -> Response:
-    svc = services()
-    text = grades_csv(db(), spec=svc.spec, assignment_id=svc.assignment_id())
+    here = lab()
+    text = grades_csv(db(), spec=here.spec, assignment_id=here.id)
     return Response(
         text,
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{svc.spec.name}-grades.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{here.name}-grades.csv"'},
+    )
+
+
+@bp.route("/gradebook.csv")
+@instructor_required
+def gradebook_csv() -> Response:
+    """The whole course: one row per student, the points of every assignment and a total."""
+    text = gradebook(db(), assignments={each.name: each.id for each in services().labs()})
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="course-gradebook.csv"'},
     )

@@ -9,7 +9,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     flash,
     jsonify,
     redirect,
@@ -23,7 +22,7 @@ from grader.datasets.provenance import data_notes
 from grader.result import GradeResult
 from grader.visible import public_only
 from leaderboard.accounts import AccountError, set_display_name
-from leaderboard.app import db, services
+from leaderboard.app import db, lab, services, upload_limit
 from leaderboard.bodies import drain, too_large_message
 from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus
 from leaderboard.present import part_views
@@ -48,18 +47,14 @@ bp = Blueprint("student", __name__)
 def receive_upload(student: Student, stream: IO[bytes], filename: str) -> Submission:
     """Store, record and queue one upload; raises ``UploadRefused`` with the reason."""
     svc = services()
-    archive = store_archive(
-        stream,
-        upload_dir=svc.settings.upload_dir,
-        max_bytes=current_app.config["MAX_UPLOAD_BYTES"],
-    )
+    archive = store_archive(stream, upload_dir=svc.settings.upload_dir, max_bytes=upload_limit())
     session = db()
     try:
         assignment = _assignment_row()
         sub = accept_upload(
             session,
             settings=svc.settings,
-            spec=svc.spec,
+            spec=lab().spec,
             assignment=assignment,
             student_id=student.id or 0,
             archive=archive,
@@ -77,23 +72,21 @@ def receive_upload(student: Student, stream: IO[bytes], filename: str) -> Submis
     return sub
 
 
-def _assignment_row() -> AssignmentRow:
-    row = db().get(AssignmentRow, services().assignment_id())
+def _assignment_row(assignment_id: int | None = None) -> AssignmentRow:
+    row = db().get(AssignmentRow, assignment_id or lab().id)
     assert row is not None
     return row
 
 
-def is_frozen() -> bool:
-    return _assignment_row().frozen_at is not None
+def is_frozen(assignment_id: int | None = None) -> bool:
+    """Whether this request's assignment (or the one with ``assignment_id``) is frozen."""
+    return _assignment_row(assignment_id).frozen_at is not None
 
 
 def _remaining(student: Student) -> int:
-    svc = services()
+    here = lab()
     return remaining_attempts(
-        db(),
-        student_id=student.id or 0,
-        assignment_id=svc.assignment_id(),
-        budget=svc.spec.upload_budget,
+        db(), student_id=student.id or 0, assignment_id=here.id, budget=here.spec.upload_budget
     )
 
 
@@ -104,22 +97,22 @@ def _wants_json() -> bool:
 
 def _upload_page(student: Student, *, error: str = "", status: int = 200, retry_after_s: int = 0) -> Response:
     """The upload form, with ``error`` above it (the form is kept, so the student can retry)."""
-    svc = services()
+    spec = lab().spec
     if _wants_json() and error:
         response = jsonify({"error": error, "status": status})
         response.status_code = status
     else:
-        limit = current_app.config["MAX_UPLOAD_BYTES"]
+        limit = upload_limit()
         response = Response(
             render_template(
                 "upload.html",
                 student=student,
                 remaining=_remaining(student),
-                budget=svc.spec.upload_budget,
+                budget=spec.upload_budget,
                 max_size=human_bytes(limit),
                 max_bytes=limit,
                 too_large=upload_too_large_message(limit),
-                required=svc.spec.files.required,
+                required=spec.files.required,
                 error=error,
             ),
             status=status,
@@ -166,14 +159,15 @@ def too_large(exc: RequestEntityTooLarge) -> Any:
 def submissions() -> Any:
     student = current_student()
     assert student is not None
-    rows = student_submissions(db(), student_id=student.id)
+    here = lab()
+    rows = student_submissions(db(), student_id=student.id, assignment_id=here.id)
     return render_template(
         "submissions.html",
         student=student,
         submissions=rows,
         remaining=_remaining(student),
-        budget=services().spec.upload_budget,
-        hidden=public_only(services().spec, final=is_frozen()),
+        budget=here.spec.upload_budget,
+        hidden=public_only(here.spec, final=is_frozen()),
         Status=SubmissionStatus,
     )
 
@@ -193,8 +187,8 @@ def submission(submission_id: int) -> Any:
     if sub is None or student is None or sub.student_id != student.id:
         abort(404)
     result = load_result(sub)
-    frozen = is_frozen()
-    spec = services().spec
+    frozen = is_frozen(sub.assignment_id)
+    spec = services().lab_of(sub.assignment_id).spec
     return render_template(
         "submission.html",
         sub=sub,
@@ -214,10 +208,11 @@ def profile() -> Any:
     assert student is not None
     error = ""
     if request.method == "POST":
-        assignment_id = services().assignment_id()  # before this session starts writing
+        labs = services().labs()  # before this session starts writing
         try:
             set_display_name(db(), student=student, raw=request.form.get("display_name", ""))
-            bump_board(db(), assignment_id=assignment_id)
+            for each in labs:  # the name shows on every board
+                bump_board(db(), assignment_id=each.id)
             db().commit()
         except AccountError as exc:
             db().rollback()

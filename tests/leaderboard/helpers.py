@@ -31,7 +31,10 @@ INSTRUCTOR = ("prof", "correct horse battery")
 
 
 def grader_settings(home: Path) -> Settings:
-    return Settings(home=home, sandbox=SandboxSettings(backend="bwrap", python=sys.executable))
+    """The single-assignment service: its course is the default assignment (cnn) alone,
+    whatever else hidden_tests/ holds (``home/course`` has no assignment folders)."""
+    return Settings(home=home, course_dir=home / "course",
+                    sandbox=SandboxSettings(backend="bwrap", python=sys.executable))
 
 
 @dataclass
@@ -91,6 +94,8 @@ def worker_env(settings: WebSettings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEADERBOARD_", "GRADER_"))}
     env.update(
         GRADER_HOME=str(settings.grader.home),
+        GRADER_ASSIGNMENT=str(settings.grader.assignment_path),
+        GRADER_COURSE_DIR=str(settings.grader.course_dir),
         GRADER_SANDBOX=settings.grader.sandbox.backend,
         GRADER_SANDBOX_PYTHON=str(settings.grader.sandbox.python),
         LEADERBOARD_INSTANCE=str(settings.instance_path),

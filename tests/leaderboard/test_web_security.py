@@ -18,6 +18,12 @@ from tests.leaderboard.factories import tiny_zip
 from tests.leaderboard.helpers import INSTRUCTOR, Roster, csrf_of, sign_in, sign_in_staff
 
 
+def _change_spec(svc: Any, **changes: Any) -> None:
+    """Serve the default assignment under a changed spec (as if its TOML said so)."""
+    spec = replace(svc.spec, **changes)
+    svc.course = replace(svc.course, assignments={**svc.course.assignments, spec.name: spec})
+
+
 def upload(client: Any, token: str | None, body: bytes = b"", name: str = "s.zip") -> Any:
     data: dict[str, Any] = {"file": (io.BytesIO(body or tiny_zip()), name)}
     if token is not None:
@@ -181,10 +187,10 @@ def test_uploads_refused_at_the_door_leave_no_file(web_settings: WebSettings, ro
     assert upload(pages["s001"], csrf_of(pages["s001"], "/upload")).status_code == 302
     kept = stored_files(web_settings)
     assert attempts("s001", tiny_zip()) == {429}  # rate limit
-    object.__setattr__(svc, "spec", replace(svc.spec, upload_budget=0))
+    _change_spec(svc, upload_budget=0)
     assert attempts("s002", tiny_zip()) == {403}  # no attempts left
     closed = {"final": datetime.now(UTC) - timedelta(days=1)}
-    object.__setattr__(svc, "spec", replace(svc.spec, upload_budget=100, deadlines=closed))
+    _change_spec(svc, upload_budget=100, deadlines=closed)
     assert attempts("s003", tiny_zip()) == {403}  # after the deadline
     assert stored_files(web_settings) == kept
     app.extensions["leaderboard"].engine.dispose()
@@ -218,7 +224,7 @@ def test_too_many_uploads_get_429_with_a_clear_message(web_settings: WebSettings
 def test_upload_budget_is_enforced(web_settings: WebSettings, roster: Roster) -> None:
     app = create_app(web_settings)
     svc = app.extensions["leaderboard"]
-    object.__setattr__(svc, "spec", replace(svc.spec, upload_budget=2))
+    _change_spec(svc, upload_budget=2)
     client = app.test_client()
     sign_in(client, roster.secrets["s001"])
     token = csrf_of(client, "/upload")
