@@ -26,7 +26,7 @@ from grader.datasets.provenance import Provenance
 from grader.datasets.spec import Idx, Transform, parse_datasets
 from grader.datasets.transforms import rotate, rotation_angles
 from grader.errors import GraderFault, SpecError
-from tests.factories import write_idx
+from tests.factories import write_idx, write_spec
 
 needs_fashion = pytest.mark.skipif(
     not (DEFAULT_FASHION_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
@@ -132,7 +132,7 @@ def test_a_bad_dataset_table_is_a_spec_error_naming_table_and_key(change: str, s
 
 def test_config_names_the_spec_file_of_a_bad_dataset_table(tmp_path: Path) -> None:
     spec = (Path(__file__).parent.parent / "hidden_tests" / "cnn" / "assignment.toml").read_text()
-    (tmp_path / "assignment.toml").write_text(spec.replace('style = "shifted"', 'style = "sepia"'))
+    write_spec(tmp_path, spec.replace('style = "shifted"', 'style = "sepia"'))
     with pytest.raises(SpecError, match=r"assignment\.toml: \[datasets\.dogs_cats\.splits\.NEW\]"
                                         r"\.stand_in: unknown style 'sepia'"):
         load_assignment(tmp_path)
@@ -264,11 +264,10 @@ def test_runner_divides_pixels_only(tmp_path: Path) -> None:
 
 def test_a_private_idx_set_through_the_cli(tmp_path: Path) -> None:
     spec_dir = tmp_path / "second"
-    spec_dir.mkdir()
     cnn = (Path(__file__).parent.parent / "hidden_tests" / "cnn" / "assignment.toml").read_text()
-    head = cnn[: cnn.index("[datasets.fashion_mnist]")]
-    tail = cnn[cnn.index("\n[leaderboard]"):]
-    (spec_dir / "assignment.toml").write_text(head + ROTATED_SPEC + "\n" + tail)
+    # The cnn spec plus a dataset of its own (its parts keep the datasets they use).
+    at = cnn.index("\n[leaderboard]")
+    write_spec(spec_dir, cnn[:at] + "\n" + ROTATED_SPEC + cnn[at:])
     mine = tmp_path / "mine"
     mine.mkdir()
     rng = np.random.default_rng(3)
@@ -276,18 +275,21 @@ def test_a_private_idx_set_through_the_cli(tmp_path: Path) -> None:
               compress=True)
     write_idx(mine / "t10k-labels-idx1-ubyte.gz", np.arange(40, dtype=np.uint8) % 10, compress=True)
     result = CliRunner().invoke(build_tests, [str(spec_dir), "--out", str(tmp_path / "out"),
-                                              "--source", f"fashion={mine}", "--count", "TEST=20"])
+                                              "--source", f"fashion={mine}", "--count", "TEST=20",
+                                              "--only", "fashion"])
     assert result.exit_code == 0, result.output
     assert "fashion: TEST 20, ROTATED 20 images" in result.output
     info = load_manifest(tmp_path / "out").dataset("fashion")
     assert info.provenance is Provenance.PRIVATE
     bad = CliRunner().invoke(build_tests, [str(spec_dir), "--out", str(tmp_path / "out2"),
-                                           "--source", f"fashion={mine}", "--count", "ROTATED=5"])
+                                           "--source", f"fashion={mine}", "--count", "ROTATED=5",
+                                           "--only", "fashion"])
     assert bad.exit_code == 2
     assert "fashion.ROTATED is made from another split" in bad.output
     unknown = CliRunner().invoke(build_tests, ["no-such-lab"])
     assert unknown.exit_code == 2
-    assert "no assignment 'no-such-lab' (known: cnn" in unknown.output
+    assert "no assignment named 'no-such-lab'" in unknown.output
+    assert "known: cnn" in unknown.output
 
 
 def test_a_dataset_without_files_or_stand_in_asks_for_its_folder(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from grader.config import SandboxSettings, Settings
 from grader.course import find_assignment, load_course, selected
 from grader.errors import SpecError
 from leaderboard.settings import WebSettings
+from tests.factories import write_spec
 from tests.leaderboard.factories import add_graded, result_data, tiny_good_zip, tiny_zip
 from tests.leaderboard.helpers import (
     Roster,
@@ -112,8 +113,7 @@ def test_course_lists_the_folders_and_names_the_known_ones_for_an_unknown(tmp_pa
     assert selected(env).name == "lab2"
     assert selected(env, "cnn").name == "cnn"
     # A spec whose name is not its folder's is refused, naming both.
-    (course / "lab3").mkdir()
-    (course / "lab3" / "assignment.toml").write_text((course / "lab2" / "assignment.toml").read_text())
+    write_spec(course / "lab3", (course / "lab2" / "assignment.toml").read_text())
     with pytest.raises(SpecError, match="name is 'lab2' but its folder is 'lab3'"):
         load_course(course_settings(course, tmp_path / "home"))
 
