@@ -207,9 +207,3 @@ def part_views(result: GradeResult, spec: Assignment, *, frozen: bool, staff: bo
                               diagnostics_view(part.diagnostics, part_spec)))
     return views
 
-
-def result_points(result: GradeResult) -> str:
-    """The whole result's points, or "—" when it was not graded (refused, our fault)."""
-    if not result.counts_as_attempt:
-        return "—"
-    return points(result.score, result.max_score)
