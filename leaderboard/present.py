@@ -58,7 +58,7 @@ def submission_json(
 
 
 @dataclass(frozen=True)
-class TestRow:
+class CheckRow:
     """A test, with the tests that did not run because it failed (folded under it)."""
 
     test: TestResult
@@ -66,20 +66,20 @@ class TestRow:
 
 
 @dataclass(frozen=True)
-class TestGroup:
+class CheckGroup:
     """The tests of one group ("Linear 12/16"); ``name`` "" for tests without a group."""
 
     name: str
     passed: int
     total: int
-    rows: tuple[TestRow, ...]
+    rows: tuple[CheckRow, ...]
 
     @property
     def failed(self) -> bool:
         return self.passed < self.total
 
 
-def test_groups(tests: Iterable[TestResult]) -> tuple[TestGroup, ...]:
+def group_tests(tests: Iterable[TestResult]) -> tuple[CheckGroup, ...]:
     """Tests by their group (the judge's ``group``), groups with a failure first, failures first
     within a group, and each test "not run because" another failed folded under that one."""
     by_group: dict[str, list[TestResult]] = {}
@@ -95,9 +95,9 @@ def test_groups(tests: Iterable[TestResult]) -> tuple[TestGroup, ...]:
                 stopped.setdefault(test.caused_by, []).append(test)
             else:
                 shown.append(test)
-        rows = [TestRow(t, tuple(stopped.pop(t.name, ()))) for t in shown]
+        rows = [CheckRow(t, tuple(stopped.pop(t.name, ()))) for t in shown]
         rows.sort(key=lambda r: r.test.passed)  # stable: failures first, in the judge's order
-        groups.append(TestGroup(name, sum(t.passed for t in members), len(members), tuple(rows)))
+        groups.append(CheckGroup(name, sum(t.passed for t in members), len(members), tuple(rows)))
     groups.sort(key=lambda g: not g.failed)
     return tuple(groups)
 
@@ -167,7 +167,7 @@ class PartView:
     metrics: dict[str, float]
     public_only: bool
     chart: BarChart | None
-    groups: tuple[TestGroup, ...] = ()
+    groups: tuple[CheckGroup, ...] = ()
     metric_texts: tuple[tuple[str, str], ...] = ()  # (label, "81.3%") where no chart shows them
     diagnostics: Diagnostics | None = None
 
@@ -203,7 +203,7 @@ def part_views(result: GradeResult, spec: Assignment, *, frozen: bool, staff: bo
             chart = bar_chart(title, values, part_spec)
         texts = () if chart else tuple((part_spec.label(k), percent(v)) for k, v in metrics.items())
         views.append(PartView(part.name, part_spec.title, part, part.message, part.tests, metrics,
-                              public and bool(metrics), chart, test_groups(part.tests), texts,
+                              public and bool(metrics), chart, group_tests(part.tests), texts,
                               diagnostics_view(part.diagnostics, part_spec)))
     return views
 
