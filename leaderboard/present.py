@@ -126,6 +126,13 @@ class Matrix:
     classes: tuple[str, ...]
     rows: tuple[MatrixRow, ...]
 
+    @property
+    def mistakes(self) -> tuple[tuple[str, str, int], ...]:
+        """The (up to) three most frequent mistakes: (true class, predicted class, count)."""
+        found = [(row.name, self.classes[j], cell.count) for row in self.rows
+                 for j, cell in enumerate(row.cells) if not cell.diagonal and cell.count]
+        return tuple(sorted(found, key=lambda m: -m[2])[:3])
+
 
 @dataclass(frozen=True)
 class Diagnostics:
