@@ -22,6 +22,7 @@ from grader.parts.layers import load_cases
 from grader.result import GradeResult, Status
 
 BROKEN = "Linear.forward"
+MISALIGNED = "ValueError: shapes (2,3) and (2,2) not aligned"
 
 
 def layer_outputs(out: Path, cases: list, broken: str = BROKEN) -> None:
@@ -37,7 +38,7 @@ def layer_outputs(out: Path, cases: list, broken: str = BROKEN) -> None:
             if stopped:
                 errors[check.key] = f"not run because {stopped} failed"
             elif check.method == broken or layer in check.requires:
-                errors[check.key] = f"{check.method or 'training'} raised ValueError: shapes (2,3) and (2,2) not aligned"
+                errors[check.key] = f"{check.method or 'training'} raised {MISALIGNED}"
                 stopped = check.method or "training"
             else:
                 arrays[check.key] = np.asarray(check.expected)

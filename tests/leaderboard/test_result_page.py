@@ -63,8 +63,9 @@ def test_the_result_page_teaches(app: Any, client: Any, roster: Roster, tmp_path
     assert part is not None
     groups = group_tests(part.tests)
     html = section(page, layers.name)
-    summaries = re.findall(r'<details class="test-group (bad|ok)"( open)?>\s*<summary><span class="group-name">'
-                           r'([^<]+)</span> <span class="group-count">(\d+)/(\d+)</span>', html)
+    summaries = re.findall(r'<details class="test-group (bad|ok)"( open)?>\s*<summary>'
+                           r'<span class="group-name">([^<]+)</span> '
+                           r'<span class="group-count">(\d+)/(\d+)</span>', html)
     assert [(s[2], int(s[3]), int(s[4])) for s in summaries] == [(g.name, g.passed, g.total) for g in groups]
     assert [s[0] == "bad" for s in summaries] == [g.failed for g in groups]
     assert [bool(s[1]) for s in summaries] == [g.failed for g in groups]  # passing groups folded
