@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import html as html_lib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from grader.visible import visible_to_student
 from leaderboard.present import group_tests
 from tests.leaderboard.conftest import CHROMIUM
 from tests.leaderboard.factories import add_graded, result_data
-from tests.leaderboard.helpers import SCREENSHOTS, LiveServer, Roster, sign_in
+from tests.leaderboard.helpers import SCREENSHOTS, LiveServer, Roster, sign_in, sign_in_staff
 from tests.leaderboard.taught import taught_result
 
 
@@ -106,6 +107,17 @@ def test_the_result_page_teaches(app: Any, client: Any, roster: Roster, tmp_path
     assert not re.search(r"\d+\.\d\d%", text), re.findall(r"\d+\.\d\d%", text)
     assert f"{points(part.score, part.max_score)} points" in text
     assert re.search(r"Score\s+" + re.escape(points(taught.score, taught.max_score)), text)
+
+    # The API carries the same public-part diagnostics; staff see them on their page too.
+    api = {p["name"]: p for p in client.get(f"/api/submissions/{sub_id}").get_json()["result"]["parts"]}
+    for part_spec in (p for p in spec.parts if p.kind == "classifier"):
+        judged = taught.part(part_spec.name)
+        assert judged is not None
+        assert api[part_spec.name]["diagnostics"] == json.loads(json.dumps(dict(judged.diagnostics)))
+    staff = app.test_client()
+    sign_in_staff(staff)
+    staff_page = staff.get(f"/staff/submissions/{sub_id}").get_data(as_text=True)
+    assert staff_page.count('<table class="confusion">') == page.count('<table class="confusion">') > 0
 
 
 def test_ungraded_and_crashed_show_no_numbers_they_do_not_have(app: Any, client: Any, roster: Roster,
