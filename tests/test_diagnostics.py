@@ -194,3 +194,15 @@ def test_one_number_format() -> None:
     assert percent(0.813) == "81.3%"
     assert points(38.0952, 40) == "38.1 / 40"
     assert points(40.0, 40.0) == "40 / 40"
+
+
+@pytest.mark.parametrize(("diffs", "sentence"), [
+    ({"B": -6.0}, "loses 6.0 points of accuracy on B compared to A."),
+    ({"B": -6.0, "C": -12.5}, "loses 6.0 points of accuracy on B and 12.5 on C compared to A."),
+    ({"B": 2.0, "C": -12.5}, "gains 2.0 points of accuracy on B and loses 12.5 on C compared to A."),
+    ({"B": 0.0, "C": -1.0}, "does as well on B and loses 1.0 points of accuracy on C compared to A."),
+])
+def test_the_gap_reads_as_one_sentence(diffs: dict[str, float], sentence: str) -> None:
+    from grader.parts.diagnostics import reading
+
+    assert reading(diffs, "A", "accuracy") == "On the public part your model " + sentence

@@ -68,13 +68,16 @@ def reading(diffs: Mapping[str, float], reference: str, metric: str) -> str:
     """One sentence: "On the public part your model loses 6.0 points of accuracy on AUG and
     12.5 on NEW compared to ORIG." (points: percentage points)."""
     clauses = []
-    for i, (split, diff) in enumerate(diffs.items()):
-        unit = f" points of {metric}" if i == 0 else ""
+    said = ""  # the verb of the clause before: not repeated ("loses 6.0 on AUG and 12.5 on NEW")
+    unit = f" points of {metric}"  # said once, with the first number
+    for split, diff in diffs.items():
         if abs(diff) < SAME:
             clauses.append(f"does as well on {split}")
-        else:
-            verb = "loses" if diff < 0 else "gains"
-            clauses.append(f"{verb} {abs(diff):.1f}{unit} on {split}")
+            said = ""
+            continue
+        verb = "loses" if diff < 0 else "gains"
+        clauses.append(f"{verb + ' ' if verb != said else ''}{abs(diff):.1f}{unit} on {split}")
+        said, unit = verb, ""
     joined = clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + " and " + clauses[-1]
     return f"On the public part your model {joined} compared to {reference}."
 
