@@ -13,6 +13,7 @@ from typing import Any
 from flask import url_for
 
 from grader.config import Assignment, PartSpec
+from grader.datasets.provenance import CAVEATS, provenance_of
 from grader.result import GradeResult, PartResult, Status, TestResult, percent, points
 from grader.visible import public_only, visible_to_student
 from leaderboard.charts import BarChart, bar_chart
@@ -177,6 +178,7 @@ class PartView:
     groups: tuple[CheckGroup, ...] = ()
     metric_texts: tuple[tuple[str, str], ...] = ()  # (label, "81.3%") where no chart shows them
     diagnostics: Diagnostics | None = None
+    notes: tuple[str, ...] = ()  # what the part's numbers rest on (a synthetic or public data set)
 
     @property
     def points(self) -> str:
@@ -209,8 +211,21 @@ def part_views(result: GradeResult, spec: Assignment, *, frozen: bool, staff: bo
             title = f"{part_spec.title}{' (public part)' if public else ''}"
             chart = bar_chart(title, values, part_spec)
         texts = () if chart else tuple((part_spec.label(k), percent(v)) for k, v in metrics.items())
+        notes = () if staff or not metrics else data_notes(result, part_spec)
         views.append(PartView(part.name, part_spec.title, part, part.message, part.tests, metrics,
                               public and bool(metrics), chart, group_tests(part.tests), texts,
-                              diagnostics_view(part.diagnostics, part_spec)))
+                              diagnostics_view(part.diagnostics, part_spec), notes))
     return views
+
+
+def data_notes(result: GradeResult, part_spec: PartSpec) -> tuple[str, ...]:
+    """The caveat of the data set a part's numbers come from, said of the part (the staff
+    page names the data sets: ``grader.datasets.provenance.data_notes``)."""
+    data = result.environment.get("data")
+    if not part_spec.dataset or not isinstance(data, Mapping):
+        return ()
+    provenance = provenance_of(data.get(part_spec.dataset))
+    if provenance is None or provenance not in CAVEATS:
+        return ()
+    return (f"the hidden data of this part {CAVEATS[provenance]}",)
 

@@ -92,6 +92,9 @@ def test_the_result_page_teaches(app: Any, client: Any, roster: Roster, tmp_path
         row = re.search(r'<tr><th scope="row">[^<]+</th>\s*((?:<td class="heat-\d[^"]*">\d+</td>)+)', html)
         assert row is not None
         assert [int(c) for c in re.findall(r">(\d+)<", row.group(1))] == first["confusion"][0]
+        # The data set's caveat (the test data is built from a public and a synthetic set)
+        # under the part it qualifies, said of the part.
+        assert "Note: the hidden data of this part " in html
         if part_spec.weights:
             assert diag["gap"]["reading"] in text
             for split in part_spec.weights:
@@ -102,6 +105,7 @@ def test_the_result_page_teaches(app: Any, client: Any, roster: Roster, tmp_path
     # Titles, not internal names; one number format; points as "38.1 / 40".
     for part_spec in spec.parts:
         assert part_spec.title in text
+        assert not part_spec.dataset or part_spec.dataset not in text
         if part_spec.name != part_spec.title:
             assert not re.search(rf"\b{re.escape(part_spec.name)}\b", text), part_spec.name
     assert not re.search(r"\d+\.\d\d%", text), re.findall(r"\d+\.\d\d%", text)
@@ -146,6 +150,7 @@ def test_ungraded_and_crashed_show_no_numbers_they_do_not_have(app: Any, client:
     assert "crashed" in part
     assert "public part of each hidden split" not in part  # the note needs numbers to be about
     assert "onfusion matrix" not in part
+    assert "Note:" not in part  # nor a data set's caveat: there are no numbers it could qualify
     assert "public part of each hidden split" not in text_of(section(page, next(
         p.name for p in spec.parts if p.kind == "classifier" and p.name != ranked)))
 
