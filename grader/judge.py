@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from grader.config import Assignment
 from grader.plausibility import plausibility_flags
-from grader.result import GradeResult, PartResult, Status
+from grader.result import GradeResult, PartResult, Status, points
 
 
 def combine(
@@ -32,10 +32,10 @@ def combine(
         status = first.status
         title = _title(assignment, first.name)
         said = first.message if first.message.startswith(title) else f"{title}: {first.message}"
-        message = f"{said} Score {score:g}/{max_score:g} ({summary})."
+        message = f"{said} Score {points(score, max_score)} ({summary})."
     else:
         status = Status.GRADED
-        message = f"Score {score:g}/{max_score:g}: {summary}."
+        message = f"Score {points(score, max_score)}: {summary}."
     if warnings:
         message += " Note: " + " ".join(warnings)
     return GradeResult(

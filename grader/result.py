@@ -15,6 +15,16 @@ from grader.text import clean_text, dump_json
 SCHEMA_VERSION = 1
 
 
+def percent(value: float) -> str:
+    """A share as every message and page writes it: 0.8125 -> "81.3%"."""
+    return f"{100 * value:.1f}%"
+
+
+def points(score: float, max_score: float) -> str:
+    """Points as every message and page writes them: "38.1 / 40"."""
+    return f"{round(score, 1):g} / {max_score:g}"
+
+
 class Status(StrEnum):
     """How grading of a submission (or of one part) ended."""
 
@@ -37,25 +47,42 @@ def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass(frozen=True)
 class TestResult:
-    """One hidden test: its name, whether it passed, and one sentence on why not."""
+    """One hidden test: its name, whether it passed, and one sentence on why not.
+
+    ``group``: what the pages group it under (a layer tests' class, "Linear"; "" for none);
+    ``caused_by``: the name of the failing test that kept this one from running ("" if none).
+    Both are left out of the JSON when empty, and results written before them still load.
+    """
 
     __test__ = False  # not a pytest class
 
     name: str
     passed: bool
     message: str = ""
+    group: str = ""
+    caused_by: str = ""
 
     def __post_init__(self) -> None:
-        _clean(self, "name", "message")
+        _clean(self, "name", "message", "group", "caused_by")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "message": self.message}
+        data: dict[str, Any] = {"name": self.name, "passed": self.passed, "message": self.message}
+        if self.group:
+            data["group"] = self.group
+        if self.caused_by:
+            data["caused_by"] = self.caused_by
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TestResult:
-        return cls(name=data["name"], passed=bool(data["passed"]), message=data.get("message", ""))
+        return cls(name=data["name"], passed=bool(data["passed"]), message=data.get("message", ""),
+                   group=str(data.get("group", "")), caused_by=str(data.get("caused_by", "")))
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,10 @@ class PartResult:
     runtime_s: float = 0.0
     # The rest of each split (empty when the whole split is public): the final ranking's numbers.
     private_metrics: Mapping[str, float] = field(default_factory=dict)
+    # What the kind measured beyond the metrics, for the student to learn from (a classifier:
+    # confusion matrices on the public part, per-class accuracy, the gap between splits).
+    # JSON-shaped; its form is the kind's (README, "The result JSON").
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _clean(self, "name", "message", "detail")
@@ -101,6 +132,7 @@ class PartResult:
         object.__setattr__(self, "metrics", _frozen(self.metrics))
         object.__setattr__(self, "public_metrics", _frozen(self.public_metrics))
         object.__setattr__(self, "private_metrics", _frozen(self.private_metrics))
+        object.__setattr__(self, "diagnostics", _frozen(self.diagnostics))
         object.__setattr__(self, "tests", tuple(self.tests))
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +147,7 @@ class PartResult:
             "public_metrics": dict(self.public_metrics),
             "private_metrics": dict(self.private_metrics),
             "tests": [t.to_dict() for t in self.tests],
+            "diagnostics": dict(self.diagnostics),
             "runtime_s": self.runtime_s,
             "detail": self.detail,
         }
@@ -132,6 +165,7 @@ class PartResult:
             public_metrics={k: float(v) for k, v in data.get("public_metrics", {}).items()},
             private_metrics={k: float(v) for k, v in data.get("private_metrics", {}).items()},
             tests=tuple(TestResult.from_dict(t) for t in data.get("tests", [])),
+            diagnostics=_mapping(data.get("diagnostics")),
             runtime_s=float(data.get("runtime_s", 0.0)),
             detail=data.get("detail", ""),
         )

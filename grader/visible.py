@@ -6,7 +6,9 @@ ranking is not final, the ranked part shows only its numbers on the public part:
 are the public ones, its private numbers are dropped, its per-split tests (whose messages
 carry whole-split accuracies) are left out and its message is rebuilt from public numbers.
 Showing whole-split values anywhere would let a student probe the private part one upload at
-a time.
+a time. A part's diagnostics (confusion matrices, per-class accuracy, the gap between splits)
+are kept only when they say they were computed on the public part (``scope``), so no
+diagnostic can carry the private part while it is held back.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from grader.config import Assignment
-from grader.result import GradeResult, PartResult, Status
+from grader.parts.diagnostics import SCOPE as PUBLIC_SCOPE
+from grader.result import GradeResult, PartResult, Status, percent, points
 
 
 def public_only(spec: Assignment, *, final: bool) -> bool:
@@ -28,6 +31,8 @@ def visible_to_student(result: GradeResult, spec: Assignment, *, final: bool) ->
     parts = []
     for part in result.parts:
         part = replace(part, detail="")
+        if hide and part.diagnostics and part.diagnostics.get("scope") != PUBLIC_SCOPE:
+            part = replace(part, diagnostics={})
         if hide and part.name == spec.ranked_part:
             part = _public_part(part, spec)
         parts.append(part)
@@ -43,9 +48,9 @@ def _public_part(part: PartResult, spec: Assignment) -> PartResult:
 def public_message(spec: Assignment, part: PartResult, metrics: dict[str, float]) -> str:
     """The ranked part's message from public numbers (the judge's names whole-split values)."""
     title = spec.part(spec.ranked_part).title
-    points = f"{title}: {part.score:g}/{part.max_score:g} points"
+    scored = f"{title}: {points(part.score, part.max_score)} points"
     summary = spec.public_summary(metrics)
     if not summary:
-        return points + "."
-    return (f"{points}; {summary}; the pass line is {spec.part(spec.ranked_part).threshold:.0%}. "
+        return scored + "."
+    return (f"{scored}; {summary}; the pass line is {percent(spec.part(spec.ranked_part).threshold)}. "
             "The rest of the test set decides the final ranking and is shown when the board freezes.")

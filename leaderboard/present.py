@@ -6,13 +6,15 @@ freezes, the ranked part's public numbers only); this module only shapes it for 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flask import url_for
 
-from grader.config import Assignment
-from grader.result import GradeResult, PartResult, TestResult
+from grader.config import Assignment, PartSpec
+from grader.datasets.provenance import CAVEATS, provenance_of
+from grader.result import GradeResult, PartResult, Status, TestResult, percent, points
 from grader.visible import public_only, visible_to_student
 from leaderboard.charts import BarChart, bar_chart
 from leaderboard.models import Submission, SubmissionStatus
@@ -57,6 +59,113 @@ def submission_json(
 
 
 @dataclass(frozen=True)
+class CheckRow:
+    """A test, with the tests that did not run because it failed (folded under it)."""
+
+    test: TestResult
+    stopped: tuple[TestResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckGroup:
+    """The tests of one group ("Linear 12/16"); ``name`` "" for tests without a group."""
+
+    name: str
+    passed: int
+    total: int
+    rows: tuple[CheckRow, ...]
+
+    @property
+    def failed(self) -> bool:
+        return self.passed < self.total
+
+
+def group_tests(tests: Iterable[TestResult]) -> tuple[CheckGroup, ...]:
+    """Tests by their group (the judge's ``group``), groups with a failure first, failures first
+    within a group, and each test "not run because" another failed folded under that one."""
+    by_group: dict[str, list[TestResult]] = {}
+    for test in tests:
+        by_group.setdefault(test.group, []).append(test)
+    groups = []
+    for name, members in by_group.items():
+        failing = {t.name for t in members if not t.passed}
+        stopped: dict[str, list[TestResult]] = {}
+        shown = []
+        for test in members:
+            if not test.passed and test.caused_by in failing and test.caused_by != test.name:
+                stopped.setdefault(test.caused_by, []).append(test)
+            else:
+                shown.append(test)
+        rows = [CheckRow(t, tuple(stopped.pop(t.name, ()))) for t in shown]
+        rows.sort(key=lambda r: r.test.passed)  # stable: failures first, in the judge's order
+        groups.append(CheckGroup(name, sum(t.passed for t in members), len(members), tuple(rows)))
+    groups.sort(key=lambda g: not g.failed)
+    return tuple(groups)
+
+
+@dataclass(frozen=True)
+class Cell:
+    count: int
+    level: int  # 0-4: the share of the row's images, for the cell's shade
+    diagonal: bool
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    name: str  # the true class
+    cells: tuple[Cell, ...]
+    total: int
+    accuracy: str  # "81.3%", or "—" without public images of the class
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """One split's confusion matrix on the public part: rows true class, columns predicted."""
+
+    split: str  # the split's label; "" for a part with one split
+    count: int
+    classes: tuple[str, ...]
+    rows: tuple[MatrixRow, ...]
+
+    @property
+    def mistakes(self) -> tuple[tuple[str, str, int], ...]:
+        """The (up to) three most frequent mistakes: (true class, predicted class, count)."""
+        found = [(row.name, self.classes[j], cell.count) for row in self.rows
+                 for j, cell in enumerate(row.cells) if not cell.diagonal and cell.count]
+        return tuple(sorted(found, key=lambda m: -m[2])[:3])
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    matrices: tuple[Matrix, ...]
+    reading: str  # the gap between splits in one sentence ("" without weighted splits)
+
+
+def diagnostics_view(data: Mapping[str, Any], part_spec: PartSpec) -> Diagnostics | None:
+    """The page's form of a part's diagnostics (``grader.parts.diagnostics``); None if it has
+    none or they are not in the expected shape."""
+    if not data:
+        return None
+    try:
+        classes = tuple(str(c) for c in data["classes"])
+        matrices = []
+        for split, body in data["splits"].items():
+            rows: list[MatrixRow] = []
+            for name, counts, accuracy in zip(classes, body["confusion"], body["per_class_accuracy"],
+                                              strict=True):
+                total = sum(int(c) for c in counts)
+                cells = tuple(Cell(int(c), min(4, -(-4 * int(c) // total)) if total else 0, j == len(rows))
+                              for j, c in enumerate(counts))
+                rows.append(MatrixRow(name, cells, total, percent(accuracy) if accuracy is not None else "—"))
+            label = part_spec.label(split) if part_spec.weights else ""
+            matrices.append(Matrix(label, int(body["count"]), classes, tuple(rows)))
+        reading = str(data.get("gap", {}).get("reading", ""))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return Diagnostics(tuple(matrices), reading)
+
+
+@dataclass(frozen=True)
 class PartView:
     name: str
     title: str
@@ -66,6 +175,23 @@ class PartView:
     metrics: dict[str, float]
     public_only: bool
     chart: BarChart | None
+    groups: tuple[CheckGroup, ...] = ()
+    metric_texts: tuple[tuple[str, str], ...] = ()  # (label, "81.3%") where no chart shows them
+    diagnostics: Diagnostics | None = None
+    notes: tuple[str, ...] = ()  # what the part's numbers rest on (a synthetic or public data set)
+
+    @property
+    def points(self) -> str:
+        return points(self.part.score, self.part.max_score)
+
+    @property
+    def verdict(self) -> str:
+        """'passed', 'not passed', or how it ended ('crashed', 'timed out')."""
+        if self.part.passed:
+            return "passed"
+        if self.part.status is Status.GRADED:
+            return "not passed"
+        return str(self.part.status).replace("_", " ")
 
 
 def part_views(result: GradeResult, spec: Assignment, *, frozen: bool, staff: bool = False) -> list[PartView]:
@@ -84,6 +210,22 @@ def part_views(result: GradeResult, spec: Assignment, *, frozen: bool, staff: bo
             values = [(k, metrics[k]) for k in part_spec.columns if k in metrics]
             title = f"{part_spec.title}{' (public part)' if public else ''}"
             chart = bar_chart(title, values, part_spec)
-        views.append(PartView(part.name, part_spec.title, part, part.message, part.tests, metrics, public,
-                              chart))
+        texts = () if chart else tuple((part_spec.label(k), percent(v)) for k, v in metrics.items())
+        notes = () if staff or not metrics else data_notes(result, part_spec)
+        views.append(PartView(part.name, part_spec.title, part, part.message, part.tests, metrics,
+                              public and bool(metrics), chart, group_tests(part.tests), texts,
+                              diagnostics_view(part.diagnostics, part_spec), notes))
     return views
+
+
+def data_notes(result: GradeResult, part_spec: PartSpec) -> tuple[str, ...]:
+    """The caveat of the data set a part's numbers come from, said of the part (the staff
+    page names the data sets: ``grader.datasets.provenance.data_notes``)."""
+    data = result.environment.get("data")
+    if not part_spec.dataset or not isinstance(data, Mapping):
+        return ()
+    provenance = provenance_of(data.get(part_spec.dataset))
+    if provenance is None or provenance not in CAVEATS:
+        return ()
+    return (f"the hidden data of this part {CAVEATS[provenance]}",)
+

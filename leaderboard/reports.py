@@ -46,6 +46,9 @@ class StudentActivity:
     last_upload: datetime | None = None
     flags: list[str] = field(default_factory=list)
     upload_flag: str = ""  # the many-uploads flag (also in ``flags``), which cites UPLOAD_RULE
+    # Over-fitting to the board: public minus private ranked value of the upload with the best
+    # public value (the one the live board shows); positive when the board flatters it.
+    board_gap: float | None = None
 
 
 def upload_median(activity: list[StudentActivity]) -> float:
@@ -90,6 +93,8 @@ def student_activity(session: Session, *, assignment_id: int, settings: WebSetti
         act.uploads += 1 if counts else 0
         act.last_upload = created
         if public is not None:
+            if act.best_public is None or public > act.best_public:
+                act.board_gap = public - final if final is not None else None
             act.best_public = public if act.best_public is None else max(act.best_public, public)
             if student_id in previous:
                 before, before_id = previous[student_id]

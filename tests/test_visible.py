@@ -16,7 +16,7 @@ import pytest
 
 from grader.config import Assignment, load_assignment, split_rank_by
 from grader.export import gradescope
-from grader.result import Flag, GradeResult
+from grader.result import Flag, GradeResult, points
 from grader.visible import public_only, visible_to_student
 from leaderboard.present import part_views, student_result
 from tests.leaderboard.factories import result_data
@@ -87,7 +87,7 @@ def test_the_public_only_part_keeps_its_points_and_loses_its_tests(spec: Assignm
     assert (ranked.score, ranked.max_score, ranked.passed) == (original.score, original.max_score,
                                                                original.passed)
     assert "pass line" in ranked.message
-    assert f"{ranked.score:g}/{ranked.max_score:g}" in ranked.message
+    assert points(ranked.score, ranked.max_score) in ranked.message
     others = [p for p in shown.parts if p.name != spec.ranked_part]
     assert [p.tests for p in others] == [p.tests for p in result.parts if p.name != spec.ranked_part]
     assert all(p.detail == "" for p in shown.parts)

@@ -13,7 +13,7 @@ weighted sum by ``weighted`` (``TEST``, ``ROTATED``, ``weighted``), other metric
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from grader.errors import GraderFault, SpecError
 from grader.parts.common import JobContext, PartRun, not_run, pct, public_mask
+from grader.parts.diagnostics import diagnostics
 from grader.parts.metrics import METRICS
 from grader.parts.spec import COMMON_KEYS, PartSpec, common_fields, positive, take
 from grader.result import PartResult, Status, TestResult
@@ -187,7 +188,7 @@ def judge(spec: PartSpec, run: PartRun, job: JobContext) -> PartResult:
         fraction = job.assignment.split_public_fraction(spec.dataset, name)
         public[name] = public_mask(len(labels), fraction, job.assignment.seed, f"{spec.dataset}/{name}")
     return judge_splits(spec, run, truth, public, len(dataset.classes), dataset.title,
-                        predictions=job.predictions)
+                        predictions=job.predictions, classes=dataset.classes)
 
 
 def judge_splits(
@@ -199,13 +200,17 @@ def judge_splits(
     dataset_title: str,
     *,
     predictions: dict[str, np.ndarray] | None = None,
+    classes: Sequence[str] = (),
 ) -> PartResult:
     """The spec's metrics per split (whole, public and private part), the weighted sums where
-    the spec weights splits, pass/fail on the first metric, points."""
+    the spec weights splits, pass/fail on the first metric, points, and the diagnostics on the
+    public part (``grader.parts.diagnostics``). ``classes``: the dataset's class names
+    (default: the class indices)."""
     metrics: dict[str, float] = {}
     public_metrics: dict[str, float] = {}
     private_metrics: dict[str, float] = {}
     problems: list[str] = []
+    checked: dict[str, np.ndarray] = {}
     primary = spec.metrics[0]
     for split, labels in truth.items():
         got, why = (load_predictions(run.out_dir / f"{split}.npy", len(labels), num_classes)
@@ -213,6 +218,7 @@ def judge_splits(
         if got is None:
             problems.append(f"{split}: {why}")
             continue
+        checked[split] = got
         if predictions is not None:
             predictions[f"{spec.name}/{split}"] = got
         mask = public[split]
@@ -240,6 +246,14 @@ def judge_splits(
             private_metrics=private_metrics, detail=run.detail, runtime_s=run.runtime_s,
         )
     label = METRICS[primary].label
+    order = list(spec.weights) or list(truth)
+    found = diagnostics(
+        checked, truth, public,
+        list(classes) if len(classes) == num_classes else [str(i) for i in range(num_classes)],
+        public_values={s: public_metrics[k] for s in order
+                       if (k := key(spec.weights, primary, primary, s)) in public_metrics},
+        order=order if spec.weights else [], metric=label,
+    )
     verdict = "passed" if passed else "not passed"
     if problems:
         message = f"{spec.model_class}: the predictions could not be used ({'; '.join(problems)})."
@@ -260,5 +274,5 @@ def judge_splits(
         name=spec.name, status=Status.GRADED, score=spec.points if passed else 0.0,
         max_score=spec.points, passed=passed, message=message, metrics=metrics,
         public_metrics=public_metrics, private_metrics=private_metrics, tests=tests,
-        detail=run.detail, runtime_s=run.runtime_s,
+        diagnostics=found, detail=run.detail, runtime_s=run.runtime_s,
     )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from grader.result import PartResult, Status
+from grader.result import PartResult, Status, percent
 
 if TYPE_CHECKING:  # types only: the spec module imports the kinds
     from grader.config import Assignment
@@ -68,4 +68,5 @@ def not_run(spec: PartSpec, run: PartRun) -> PartResult | None:
 
 
 def pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
+    """The one percent format of results (``grader.result.percent``)."""
+    return percent(value)

@@ -9,6 +9,13 @@ layers) names the layers it needs. When a combined check fails while one of thos
 fails its own tests, its message sends the student to that method ("fix Layer.backward
 first") instead of a hint about how the layers work together, which only applies once
 every test of those layers passes.
+
+Every test result names its group for the pages: the class of the method a single-layer
+check tests ("Linear" for "Linear.backward"), or the layers of a combined check joined by
+" + " (combined checks form their own group). A check the sandbox did not run because an
+earlier check of the same case failed (its error starts with "not run", as a probes file
+writes it: "not run because Linear.forward failed") names that failed check in
+``caused_by``, so the page can fold it under the failure that caused it.
 """
 
 from __future__ import annotations
@@ -138,6 +145,16 @@ def blame(check: Check, failed: dict[str, str]) -> str:
             "uses them")
 
 
+NOT_RUN = "not run"  # how a probes file starts the error of a check it skipped
+
+
+def group_of(check: Check) -> str:
+    """The page's group of a check: its method's class, or its layers for a combined check."""
+    if check.method:
+        return check.method.split(".")[0]
+    return " + ".join(check.requires)
+
+
 def judge_cases(cases: list[Case], out_dir: Path) -> Iterator[TestResult]:
     """Compare every check of every case with what the sandbox wrote; a failing combined check
     names the failing method of a layer it uses (see the module's docstring)."""
@@ -145,20 +162,26 @@ def judge_cases(cases: list[Case], out_dir: Path) -> Iterator[TestResult]:
     failed: dict[str, str] = {}  # method -> its first failing test, in the cases' order
     for case in cases:
         arrays, errors = _load_case_output(out_dir, case.id)
+        first_failure = ""  # of this case: what a check "not run" was stopped by
         for check in case.checks:
             error = errors.get(check.key) or errors.get("case")
             got = arrays.get(check.key)
             if error is None and got is None:
                 error = "did not run (the layer tests stopped before this case)"
-            result = compare(check, got, error)
+            result = replace(compare(check, got, error), group=group_of(check))
+            if not result.passed and error is not None and error.startswith(NOT_RUN) and first_failure:
+                result = replace(result, caused_by=first_failure)
             judged.append((check, got, error, result))
-            if check.method and not result.passed:
-                failed.setdefault(check.method, check.name)
+            if not result.passed:
+                first_failure = first_failure or check.name
+                if check.method:
+                    failed.setdefault(check.method, check.name)
     for check, got, error, result in judged:
         hint = blame(check, failed) if check.requires and not result.passed else ""
         if not hint:
             yield result
         elif error is not None:
-            yield TestResult(check.name, False, f"{error.rstrip('.')}; {hint}.")
+            yield replace(result, message=f"{error.rstrip('.')}; {hint}.")
         else:
-            yield compare(replace(check, hint=hint), got, None)
+            yield replace(compare(replace(check, hint=hint), got, None), group=result.group,
+                          caused_by=result.caused_by)

@@ -89,8 +89,8 @@ def test_a_result_on_the_pass_line_is_not_passed_anywhere(
     # The judge.
     assert (finetune.passed, mynet.passed, result.passed) == (passed, passed, passed)
     assert (finetune.score, mynet.score) == ((30.0, 30.0) if passed else (0.0, 0.0))
-    assert f"; {verdict} (pass above 70.00%)" in finetune.message
-    assert f"; {verdict} (pass above 75.00%)" in mynet.message
+    assert f"; {verdict} (pass above 70.0%)" in finetune.message
+    assert f"; {verdict} (pass above 75.0%)" in mynet.message
 
     # The board page and its JSON.
     sub_id = add_graded(svc.settings, spec, student_id=roster.ids["s001"], data=result.to_dict(),

@@ -50,10 +50,13 @@ def test_a_flagged_result_is_shown_to_staff_only(
 
     sign_in(client, roster.secrets["s001"])
     mine = client.get(f"/submissions/{flagged_id}").get_data(as_text=True)
-    assert "30.0 / 30 points" in mine  # MyNet keeps its points: a flag changes no score
+    assert "30 / 30 points" in mine  # MyNet keeps its points: a flag changes no score
     assert "plausibility" not in mine
     assert "flagged" not in mine
-    assert "Note: dogs_cats is a synthetic stand-in data set, not real photos." in mine
+    # Under the part it applies to, said of the part (no data set's internal name).
+    ranked = mine[mine.index(f'id="part-{app.extensions["leaderboard"].spec.ranked_part}"'):]
+    assert "Note: the hidden data of this part is a synthetic stand-in data set, not real photos." in ranked
+    assert "dogs_cats" not in mine
     for path in (f"/api/submissions/{flagged_id}", "/api/submissions"):
         api = client.get(path).get_json()
         assert "plausibility" not in json.dumps(api), path
@@ -61,4 +64,4 @@ def test_a_flagged_result_is_shown_to_staff_only(
 
     sign_in(client, roster.secrets["s002"])
     theirs = client.get(f"/submissions/{plain_id}").get_data(as_text=True)
-    assert "Note: fashion_mnist is a PUBLIC data set: anyone can have its labels" in theirs
+    assert "Note: the hidden data of this part is a PUBLIC data set: anyone can have its labels" in theirs
