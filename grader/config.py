@@ -97,14 +97,14 @@ class Assignment:
     def has_private_part(self) -> bool:
         """True when part of a hidden split stays private until the board freezes."""
         return self.public_fraction < 1.0 or any(
-            split.public_fraction < 1.0 for d in self.datasets.values() for split in d.splits.values())
+            split.public_fraction is not None and split.public_fraction < 1.0
+            for d in self.datasets.values() for split in d.splits.values())
 
     def split_public_fraction(self, dataset: str, split: str) -> float:
         """The share of ``dataset``'s ``split`` the live board shows (the split's own, if declared)."""
         declared = self.datasets.get(dataset)
-        if declared is not None and split in declared.splits:
-            return declared.splits[split].public_fraction
-        return self.public_fraction
+        own = declared.splits[split].public_fraction if declared and split in declared.splits else None
+        return self.public_fraction if own is None else own
 
     def part(self, name: str) -> PartSpec:
         for part in self.parts:

@@ -162,3 +162,14 @@ def test_award_bonus_table(points, all_passed, requires, expected):
 )
 def test_the_pass_line_is_strict(part, value, passes):
     assert load_assignment().part(part).passes(value) is passes
+
+
+def test_a_split_may_show_its_own_share_on_the_live_board(tmp_path):
+    text = SPEC.read_text()
+    old = "[datasets.dogs_cats.splits.NEW]\n"
+    assert old in text
+    spec = load_assignment(write_spec(tmp_path, text.replace(old, old + "public_fraction = 1.0\n", 1)))
+    assert spec.split_public_fraction("dogs_cats", "NEW") == 1.0
+    assert spec.split_public_fraction("dogs_cats", "ORIG") == 0.5  # the [leaderboard] default
+    assert replace(spec, public_fraction=1.0).has_private_part is False
+    assert load_assignment().split_public_fraction("fashion_mnist", "test") == 0.5

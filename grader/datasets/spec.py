@@ -77,7 +77,7 @@ class SplitSpec:
     name: str
     source: Source
     seed: int
-    public_fraction: float
+    public_fraction: float | None  # None: the spec's [leaderboard] public_fraction
     stand_in: Synthetic | None = None
 
 
@@ -211,7 +211,7 @@ def _split(name: str, table: Any, seed: int, public: float, where: str) -> Split
             raise SpecError(f"{where}: a stand-in draws RGB images; an IDX split cannot have one")
         stand_in = _synthetic(_take(table, "stand_in", dict, where), f"{where}.stand_in")
     fraction = _share(_get(table, "public_fraction", float, where, public), "public_fraction",
-                      where, closed=True)
+                      where, closed=True) if "public_fraction" in table else None
     return SplitSpec(name, source, _whole(table, "seed", where, seed, 0), fraction, stand_in)
 
 
