@@ -1,12 +1,13 @@
 """Train the reference ``Net`` (model.py) on FashionMNIST and save its state_dict.
 
-    python train.py                                    # the reference: with rotations, -> model.pt
-    python train.py --no-rotate --out ../wrong/model.pt   # the typical wrong solution
+    python train.py                        # the reference: with rotations -> model.pt
+    python train.py --no-rotate --epochs 3 --threads 1 --out ../wrong/model.pt   # the wrong one
 
-CPU only, seeded, two threads: about 2 minutes an epoch on two cores (the default 5 epochs: some 10 minutes). Reads the training
-IDX files from ``--data``; holds out a seeded ``--val`` images of them and prints the
-accuracy on them, plain and randomly rotated, after every epoch. The test split is never
-read here (``evaluate.py`` measures it).
+CPU only, seeded (the same --threads gives the same checkpoint). An epoch takes about two
+minutes on two free cores; on a shared machine much longer. Reads the training IDX files
+from ``--data``; holds out a seeded ``--val`` images of them and prints the accuracy on
+them, plain and randomly rotated, after every epoch. The test split is never read here
+(``evaluate.py`` measures it).
 
 Augmentation (the point of the lab): every training image is turned by a random angle in
 [-25, 25] degrees, bilinear, the corners filled with 0, on the un-normalised image in
