@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import click
 
 from grader import __version__
 from grader.batch.cli import batch, export, regrade
-from grader.config import Settings, load_assignment
+from grader.config import Settings
 from grader.course import ASSIGNMENT_HELP, selected
 from grader.datasets.cli import build_tests, sync_tests, verify_tests
 from grader.errors import GraderFault, SpecError
@@ -116,25 +117,28 @@ def grade(ctx: click.Context, zips: tuple[Path, ...], json_file: Path | None,
               help="Port for the web app (another free one is used if it is taken; 0: any).")
 @click.pass_context
 def demo(ctx: click.Context, serve: bool, port: int) -> None:
-    """Build the demo hidden sets, grade three sample submissions, then serve the leaderboard."""
+    """Build each lab's demo hidden sets, grade its sample submissions, then serve the course."""
+    from grader.course import load_course
     from grader.demo import ensure_hidden_data, make_samples
     from grader.pipeline import grade as grade_one
 
     settings = _settings(ctx)
     started = time.monotonic()
     serve_web = _demo_web() if serve else None
-    graded = {}
+    graded: dict[str, dict[str, Any]] = {}
     try:
-        assignment = load_assignment(settings.assignment_path)
-        ensure_hidden_data(settings, assignment, echo=click.echo)
-        samples = make_samples(settings, assignment, echo=click.echo)
-        click.echo(f"grading {len(samples)} sample submissions in the "
-                   f"{settings.sandbox.backend} sandbox")
-        for number, (name, path) in enumerate(samples.items(), start=1):
-            click.echo(f"[{number}/{len(samples)}] grading {name} ...")
-            result = grade_one(path, assignment, settings)
-            graded[name] = (path, result)
-            click.echo(format_result(f"{name} ({path})", result, color=sys.stdout.isatty()))
+        for assignment in load_course(settings):
+            click.echo(f"== {assignment.name}: {assignment.title}")
+            ensure_hidden_data(settings, assignment, echo=click.echo)
+            samples = make_samples(settings, assignment, echo=click.echo)
+            click.echo(f"grading {len(samples)} sample submissions in the "
+                       f"{settings.sandbox.backend} sandbox")
+            graded[assignment.name] = {}
+            for number, (name, path) in enumerate(samples.items(), start=1):
+                click.echo(f"[{number}/{len(samples)}] grading {name} ...")
+                result = grade_one(path, assignment, settings)
+                graded[assignment.name][name] = (path, result)
+                click.echo(format_result(f"{name} ({path})", result, color=sys.stdout.isatty()))
     except (GraderFault, SpecError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
     click.echo(f"demo graded in {time.monotonic() - started:.0f} s")

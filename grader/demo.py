@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
+import tomllib
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from grader.config import Assignment, Settings
+from grader.errors import SpecError
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +80,46 @@ def zip_files(dest: Path, files: dict[str, Path | str]) -> Path:
     return dest
 
 
+SAMPLES_FILE = Path("demo") / "samples.toml"
+RECIPE_FILE = "demo_samples.py"
+
+
 def make_samples(settings: Settings, assignment: Assignment, *, echo: Echo) -> dict[str, Path]:
     """Build (or reuse) the assignment's demo zips; returns {name: zip path}.
 
-    The recipe is the lab's own: ``make_samples(settings, assignment, echo=...)`` of
-    ``demo_samples.py`` in its spec folder, built on the helpers of this module.
+    A lab declares its samples in its spec folder, either as files (``demo/samples.toml``:
+    ``[samples.<name>] files = { "name in the zip" = "path in the lab's folder" }``) or, when
+    they must be trained, as a recipe (``demo_samples.py``: ``make_samples(settings,
+    assignment, echo=...)``, built on the helpers of this module).
     """
-    recipe = assignment.spec_dir / "demo_samples.py"
+    declared = assignment.spec_dir / SAMPLES_FILE
+    if declared.is_file():
+        return _declared_samples(declared, assignment, settings.home / "demo" / assignment.name)
+    recipe = assignment.spec_dir / RECIPE_FILE
     if not recipe.is_file():
-        raise FileNotFoundError(f"{assignment.name} has no demo samples ({recipe} is missing)")
+        raise SpecError(f"{assignment.name} has no demo samples: add {declared} or {recipe}")
     samples: dict[str, Path] = load_solution("demo_samples", assignment.spec_dir).make_samples(
         settings, assignment, echo=echo)
     return samples
+
+
+def _declared_samples(path: Path, assignment: Assignment, out: Path) -> dict[str, Path]:
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("samples", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML ({exc})") from None
+    out.mkdir(parents=True, exist_ok=True)
+    zips = {}
+    for name, sample in table.items():
+        files = sample.get("files", {}) if isinstance(sample, dict) else {}
+        if not files:
+            raise SpecError(f"{path}: [samples.{name}] needs files = {{ \"in the zip\" = \"path\" }}")
+        sources = {inside: assignment.spec_dir / source for inside, source in files.items()}
+        for inside, source in sources.items():
+            if not source.is_file():
+                raise SpecError(f"{path}: [samples.{name}] file {inside!r}: {source} does not exist")
+        zips[name] = zip_files(out / f"{name}.zip", dict(sources))
+    return zips
 
 
 def ensure_hidden_data(settings: Settings, assignment: Assignment, *, echo: Echo) -> Path:

@@ -17,10 +17,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session, select
 
-from grader.config import Settings, load_assignment
+from grader.config import Assignment, Settings
+from grader.course import load_course
 from grader.result import GradeResult
 from leaderboard.accounts import (
     RosterEntry,
@@ -54,38 +56,62 @@ def demo_settings(settings: Settings) -> WebSettings:
     ).with_keys()
 
 
-def prepare_demo(
-    settings: Settings, graded: Mapping[str, tuple[Path, GradeResult]]
-) -> tuple[WebSettings, str, str]:
-    """Make the demo database with one student per graded sample on the board.
+Graded = Mapping[str, Mapping[str, tuple[Path, GradeResult]]]  # lab -> sample -> (zip, result)
+
+
+def _sample_student(lab: str, name: str, default: str) -> RosterEntry:
+    """The roster entry of one sample: ``demo-good`` for the default lab, ``demo-<lab>-good``."""
+    if lab == default:
+        return RosterEntry(f"demo-{name}", f"Sample {name}", f"{name}@example.org", f"sample {name}")
+    return RosterEntry(f"demo-{lab}-{name}", f"Sample {name} ({lab})", f"{lab}-{name}@example.org",
+                       f"sample {lab} {name}")
+
+
+def prepare_demo(settings: Settings, graded: Graded) -> tuple[WebSettings, str, str]:
+    """Make the demo database with one student per graded sample on its lab's board.
 
     Returns the web settings, the secret of the demo student who signs in, and the
     instructor's password (both new each run).
     """
     web = demo_settings(settings)
     upgrade(web.db_url)
-    spec = load_assignment(settings.assignment_path)
+    course = load_course(settings)
     engine = make_engine(web.db_url)
     password = secrets.token_urlsafe(9)
     entries = [RosterEntry(DEMO_STUDENT, "Demo Student", "demo@example.org", "")]
-    entries += [
-        RosterEntry(f"demo-{name}", f"Sample {name}", f"{name}@example.org", f"sample {name}")
-        for name in graded
-    ]
+    entries += [_sample_student(lab, name, course.default) for lab, samples in graded.items()
+                for name in samples]
     with session_scope(engine) as session:
         import_roster(session, entries=entries, roster_key=web.roster_key)
         create_instructor(session, username=INSTRUCTOR, password=password)
+    ids: list[tuple[int, str, GradeResult]] = []
+    for lab, samples in graded.items():
+        ids += _add_samples(engine, web, course.get(lab), samples, course.default)
+    for sub_id, lab, result in ids:  # the samples were graded by the demo: record, not regrade
+        taken = claim(engine, submission_id=sub_id, worker="demo", max_attempts=3)
+        if taken is not None:
+            record_result(engine, claim=taken, result=result, spec=course.get(lab), worker="demo")
+    engine.dispose()
+    return web, student_secret(web.roster_key, DEMO_STUDENT, 0), password
+
+
+def _add_samples(
+    engine: Any, web: WebSettings, spec: Assignment, samples: Mapping[str, tuple[Path, GradeResult]],
+    default: str,
+) -> list[tuple[int, str, GradeResult]]:
+    """Upload one lab's samples as their students (once: a second demo run adds nothing)."""
+    ids: list[tuple[int, str, GradeResult]] = []
+    with session_scope(engine) as session:
         row = ensure_assignment(session, spec=spec)
         assignment = session.get(AssignmentRow, row.id)
         assert assignment is not None
-        already = {
-            s.filename for s in session.exec(select(Submission)).all()
-        }  # a second demo run does not add the samples twice
-        ids: list[tuple[int, GradeResult]] = []
-        for name, (archive, result) in graded.items():
+        already = {s.filename for s in session.exec(
+            select(Submission).where(Submission.assignment_id == row.id)).all()}
+        for name, (archive, result) in samples.items():
             if archive.name in already:
                 continue
-            student = session.exec(select(Student).where(Student.roster_id == f"demo-{name}")).one()
+            roster_id = _sample_student(spec.name, name, default).roster_id
+            student = session.exec(select(Student).where(Student.roster_id == roster_id)).one()
             with archive.open("rb") as fh:
                 stored = store_archive(fh, upload_dir=web.upload_dir, max_bytes=2**31)
             sub = accept_upload(
@@ -97,13 +123,8 @@ def prepare_demo(
                 archive=stored,
                 filename=archive.name,
             )
-            ids.append((sub.id or 0, result))
-    for sub_id, result in ids:  # the samples were graded by the demo: record, not regrade
-        taken = claim(engine, submission_id=sub_id, worker="demo", max_attempts=3)
-        if taken is not None:
-            record_result(engine, claim=taken, result=result, spec=spec, worker="demo")
-    engine.dispose()
-    return web, student_secret(web.roster_key, DEMO_STUDENT, 0), password
+            ids.append((sub.id or 0, spec.name, result))
+    return ids
 
 
 def _worker_env(web: WebSettings) -> dict[str, str]:
@@ -119,7 +140,7 @@ def _worker_env(web: WebSettings) -> dict[str, str]:
 
 def serve_demo(
     settings: Settings,
-    graded: Mapping[str, tuple[Path, GradeResult]],
+    graded: Graded,
     *,
     port: int = 8000,
     echo: Callable[[str], None] = print,
@@ -162,11 +183,11 @@ def serve_demo(
             worker.wait(timeout=30)
 
 
-def board_rows(web: WebSettings) -> list[str]:
-    """Display names on the demo board (for checks)."""
+def board_rows(web: WebSettings, assignment: str | None = None) -> list[str]:
+    """Display names on the demo board of ``assignment`` (default: the default lab), for checks."""
     from leaderboard.ranking import compute_board
 
-    spec = load_assignment(web.grader.assignment_path)
+    spec = load_course(web.grader).get(assignment)
     engine = make_engine(web.db_url)
     with Session(engine) as session:
         row = ensure_assignment(session, spec=spec)

@@ -32,9 +32,9 @@ def test_prepare_demo_puts_the_samples_on_the_board(tmp_path: Path) -> None:
     graded["broken"] = (tmp_path / "broken.zip", GradeResult.from_dict(result_data(status="crashed")))
     graded["broken"][0].write_bytes(tiny_zip())
 
-    web, first_secret, _ = prepare_demo(settings, graded)
+    web, first_secret, _ = prepare_demo(settings, {"cnn": graded})
     assert board_rows(web) == ["sample good", "sample mediocre"]
-    web, secret, password = prepare_demo(settings, graded)  # a second run adds nothing twice
+    web, secret, password = prepare_demo(settings, {"cnn": graded})  # a second run adds nothing twice
     assert secret == first_secret  # the student's secret stays; the password is new
     assert board_rows(web) == ["sample good", "sample mediocre"]
 
