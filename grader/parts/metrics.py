@@ -23,6 +23,16 @@ def accuracy(predicted: np.ndarray, truth: np.ndarray, classes: int) -> float:
     return float((predicted == truth).mean()) if len(truth) else 0.0
 
 
+def macro_f1(predicted: np.ndarray, truth: np.ndarray, classes: int) -> float:
+    """The mean of the per-class F1 scores, over the classes present in truth or predictions."""
+    hits = np.bincount(truth[predicted == truth], minlength=classes)
+    said = np.bincount(predicted, minlength=classes)
+    real = np.bincount(truth, minlength=classes)
+    present = (said + real) > 0
+    return float(np.mean(2 * hits[present] / (said + real)[present])) if present.any() else 0.0
+
+
 METRICS: dict[str, Metric] = {
     "accuracy": Metric("accuracy", accuracy),
+    "macro_f1": Metric("macro-F1", macro_f1),
 }
