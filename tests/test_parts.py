@@ -89,3 +89,33 @@ def test_renamed_parts_are_graded_end_to_end(tmp_path, settings, make_submission
     assert {"pets_ORIG", "pets_weighted", "clothes_accuracy", "layers_by_hand_points"} <= set(
         columns(spec))
     assert "layers_by_hand" in format_result("x", result)
+
+
+def test_macro_f1_is_the_mean_f1_of_the_classes_computed_by_hand():
+    import numpy as np
+
+    from grader.parts.metrics import METRICS
+
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 4, 300)
+    predicted = np.where(rng.random(300) < 0.7, truth, rng.integers(0, 4, 300))
+    predicted[predicted == 3] = 2  # class 3 is never predicted: its F1 is 0
+    f1s = []
+    for c in range(5):  # class 4 appears nowhere: left out of the mean
+        tp = int(np.sum((predicted == c) & (truth == c)))
+        fp = int(np.sum((predicted == c) & (truth != c)))
+        fn = int(np.sum((predicted != c) & (truth == c)))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    assert METRICS["macro_f1"].compute(predicted, truth, 5) == pytest.approx(sum(f1s) / len(f1s))
+    assert METRICS["macro_f1"].compute(truth, truth, 5) == 1.0
+
+
+def test_a_second_metric_gets_its_columns_and_labels_from_the_spec():
+    spec = load_assignment(Path(__file__).resolve().parent.parent / "hidden_tests" / "fmnist")
+    net = spec.part("net")
+    assert net.columns == ("TEST", "ROTATED", "weighted", "TEST_macro_f1", "ROTATED_macro_f1",
+                           "weighted_macro_f1")
+    assert net.label("ROTATED_macro_f1") == "ROTATED macro-F1"
+    assert net.main_metric == "weighted"  # the first metric decides
+    assert {"net_TEST_macro_f1", "net_weighted_macro_f1"} <= set(columns(spec))

@@ -99,6 +99,14 @@ def test_grader_demo_serves_the_graded_samples(tmp_path: Path, grader_home: Path
         assert names[0] == "sample good", board
         assert "sample broken" not in names
         assert "[1/3] grading good" in "".join(lines)
+        # The second lab's samples are on its own board: the reference first; the upright-only
+        # model is graded but not passed; the unfinished kit crashed and is not on the board.
+        with urllib.request.urlopen(f"{url}/a/fmnist/api/leaderboard", timeout=10) as response:
+            fmnist = json.load(response)
+        assert [r["display_name"] for r in fmnist["rows"]] == [
+            "sample fmnist good", "sample fmnist upright_only"], fmnist
+        assert [r["passed"] for r in fmnist["rows"]] == [True, False]
+        assert "== fmnist:" in "".join(lines)
         with urllib.request.urlopen(f"{url}/login", timeout=10) as response:
             assert response.status == 200
     finally:

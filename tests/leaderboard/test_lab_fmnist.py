@@ -66,6 +66,7 @@ def test_the_reference_passes_and_upright_training_fails_on_rotated_images(fmnis
     assert net["metrics"]["weighted"] > 0.85
     assert net["metrics"]["TEST"] > 0.88
     assert net["metrics"]["ROTATED"] > 0.8
+    assert 0.8 < net["metrics"]["weighted_macro_f1"] < 1
     [wrong] = upright["parts"]
     assert upright["passed"] is False
     assert upright["score"] == 0
@@ -90,7 +91,8 @@ def test_batch_grades_the_lab_into_its_own_columns(fmnist, tmp_path) -> None:
         obj={"settings": settings})
     assert res.exit_code == 0, res.output
     rows = {r["id"]: r for r in csv.DictReader(out.open())}
-    assert {"net_TEST", "net_ROTATED", "net_weighted", "net_points", "net_passed"} <= set(
+    assert {"net_TEST", "net_ROTATED", "net_weighted", "net_points", "net_passed",
+            "net_ROTATED_macro_f1"} <= set(
         next(iter(rows.values())))
     assert (rows["good"]["net_passed"], rows["good"]["total"]) == ("pass", "100")
     assert float(rows["good"]["net_weighted"]) > 0.85
@@ -114,7 +116,10 @@ def test_a_web_upload_is_graded_onto_the_labs_board_and_the_gradebook(fmnist, tm
         assert wait_done(stack, [sub_id], timeout_s=240)[sub_id] == "graded"
         board = client.get("/a/fmnist/api/leaderboard").get_json()
         assert [r["display_name"] for r in board["rows"]] == ["s-1"]
-        assert board["columns"] == ["TEST", "ROTATED", "weighted"]
+        # The spec's metrics (accuracy and macro-F1 per split), the ranked one last.
+        assert board["columns"] == ["TEST", "ROTATED", "TEST_macro_f1", "ROTATED_macro_f1",
+                                    "weighted_macro_f1", "weighted"]
+        assert "ROTATED macro-F1" in board["labels"]
         assert client.get("/api/leaderboard").get_json()["rows"] == []  # cnn's board: nobody
         sign_in_staff(client)
         gradebook = list(csv.DictReader(io.StringIO(
