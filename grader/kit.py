@@ -241,8 +241,9 @@ def _with_section(readme: str, section: str, path: Path) -> str:
 # --------------------------------------------------------------------------- writing and checking
 
 
-def rendered(assignment: Assignment, kit_dir: Path = KIT_DIR) -> dict[Path, str]:
-    """{file: the text it should hold} for the kit's generated files."""
+def rendered(assignment: Assignment, kit_dir: Path | None = None) -> dict[Path, str]:
+    """{file: the text it should hold} for the kit's generated files (default: the lab's kit)."""
+    kit_dir = kit_dir or assignment.kit_dir
     readme = kit_dir / README_FILE
     if not readme.is_file():
         raise KitError(f"{readme} does not exist: is {kit_dir} the student kit?")
@@ -252,7 +253,7 @@ def rendered(assignment: Assignment, kit_dir: Path = KIT_DIR) -> dict[Path, str]
     }
 
 
-def stale_files(assignment: Assignment, kit_dir: Path = KIT_DIR) -> list[Path]:
+def stale_files(assignment: Assignment, kit_dir: Path | None = None) -> list[Path]:
     """The generated files whose text differs from what the spec renders to."""
     return [
         path for path, text in rendered(assignment, kit_dir).items()
@@ -260,7 +261,7 @@ def stale_files(assignment: Assignment, kit_dir: Path = KIT_DIR) -> list[Path]:
     ]
 
 
-def render_kit(assignment: Assignment, kit_dir: Path = KIT_DIR) -> list[Path]:
+def render_kit(assignment: Assignment, kit_dir: Path | None = None) -> list[Path]:
     """Write the generated files that are out of date; returns them."""
     changed = []
     for path, text in rendered(assignment, kit_dir).items():
