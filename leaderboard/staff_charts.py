@@ -29,6 +29,7 @@ class ColumnChart:
     width: int
     height: int
     base_y: float  # the axis line
+    show_values: bool  # numbers above the columns, where they have room (else: the table)
 
     @property
     def summary(self) -> str:
@@ -48,11 +49,11 @@ def column_chart(
     values: Sequence[tuple[str, str, float, str]],
     *,
     top: float | None = None,
-    width: int = 640,
-    height: int = 220,
+    width: int = 400,
+    height: int = 180,
     left: int = 12,
     right: int = 12,
-    top_margin: int = 34,
+    top_margin: int = 28,
     bottom: int = 30,
 ) -> ColumnChart:
     """Lay out one column per (label, name, value, text); the tallest reaches ``top`` (default:
@@ -72,7 +73,7 @@ def column_chart(
             x=round(left + i * slot + (slot - col_w) / 2, 1), y=round(base - h, 1),
             width=round(col_w, 1), height=round(h, 1),
         ))
-    return ColumnChart(title, unit, tuple(columns), width, height, base)
+    return ColumnChart(title, unit, tuple(columns), width, height, base, show_values=slot >= 26)
 
 
 def score_histogram(scores: Sequence[float], max_score: float, *, bins: int = 10) -> ColumnChart:
@@ -91,8 +92,8 @@ def score_histogram(scores: Sequence[float], max_score: float, *, bins: int = 10
 
 
 def per_day(counts: Sequence[tuple[date, int]]) -> ColumnChart:
-    """Uploads per day; the axis labels thin out so that about eight are shown."""
-    every = max(1, len(counts) // 8)
+    """Uploads per day; the axis labels thin out so that at most about seven are shown."""
+    every = max(1, -(-len(counts) // 7))
     values = [
         (day.strftime("%m-%d") if i % every == 0 else "", day.isoformat(), float(n), str(n))
         for i, (day, n) in enumerate(counts)
@@ -102,7 +103,7 @@ def per_day(counts: Sequence[tuple[date, int]]) -> ColumnChart:
 
 def score_history(points: Sequence[tuple[int, float | None]], max_score: float) -> ColumnChart:
     """One column per upload (submission id, points; None for an ungraded one), oldest first."""
-    every = max(1, len(points) // 12)
+    every = max(1, -(-len(points) // 6))
     values = [
         (f"#{sub_id}" if i % every == 0 else "", f"upload #{sub_id}", score or 0.0,
          "—" if score is None else f"{score:g}")
