@@ -43,7 +43,8 @@ def _graded(app: Any, roster: Roster, who: str, tmp_path: Path, minutes: int, **
 def _score(app: Any, sub_id: int) -> float:
     with Session(_svc(app).engine) as session:
         sub = session.get(Submission, sub_id)
-        assert sub is not None and sub.score is not None
+        assert sub is not None
+        assert sub.score is not None
         return sub.score
 
 
@@ -98,7 +99,8 @@ def test_regrade_all_asks_first_with_the_count(app: Any, roster: Roster, tmp_pat
     client, token = _staff(app)
     assert "Regrade every submission (2)" in client.get("/staff/").get_data(as_text=True)
     page = client.get("/staff/regrade-all").get_data(as_text=True)
-    assert "2 submissions of" in page and "will be graded again" in page
+    assert "2 submissions of" in page
+    assert "will be graded again" in page
     assert ">Regrade 2 submissions</button>" in page
     assert client.post("/staff/regrade-all", data={"csrf_token": token}).status_code == 200
     assert svc.queue.pending_ids() == set()
@@ -122,7 +124,8 @@ def test_the_student_page_lists_their_uploads_history_and_flags(
         assert f'href="/staff/submissions/{sub_id}"' in html
         assert f'href="/staff/submissions/{sub_id}/archive.zip"' in html
     assert f'href="/staff/submissions/{other}"' not in html
-    assert ">Timed out</span>" in html and "timed_out<" not in html
+    assert ">Timed out</span>" in html
+    assert "timed_out<" not in html
     # The score history: one column per upload, and the same numbers as text.
     scores = [f"upload #{i} {_score(app, i):g}" for i in mine[:2]]
     assert f'aria-label="Points per upload (points): {scores[0]}, {scores[1]}, upload #{mine[2]} 0"' in html
@@ -168,7 +171,9 @@ def test_zip_and_log_downloads_are_staff_only_with_a_safe_name(
     assert log.headers["Content-Disposition"] == (
         f'attachment; filename="x_evil_name-submission-{sub_id}-log.txt"')
     text = log.get_data(as_text=True)
-    assert "It crashed." in text and "Traceback: boom" in text and "crashed" in text
+    assert "It crashed." in text
+    assert "Traceback: boom" in text
+    assert "crashed" in text
     page = client.get(f"/staff/submissions/{sub_id}").get_data(as_text=True)
     assert f'href="/staff/submissions/{sub_id}/archive.zip"' in page
     assert f'href="/staff/submissions/{sub_id}/log.txt"' in page
@@ -225,10 +230,11 @@ def test_roster_import_lists_every_bad_line_and_imports_nothing(app: Any, roster
     assert "n001" not in _students(app)  # nothing imported while a line is bad
     missing = _import(client, token, "id,name\nx,y\n").get_data(as_text=True)
     assert "missing: email" in missing
-    assert "not UTF-8" in client.post(
-        "/staff/roster", data={"csrf_token": token, "roster": (io.BytesIO(b"id,name,email\n\xff,a,b\n"), "r.csv")},
-        content_type="multipart/form-data").get_data(as_text=True)
-    assert "Choose a CSV file" in client.post("/staff/roster", data={"csrf_token": token}).get_data(as_text=True)
+    latin1 = {"csrf_token": token, "roster": (io.BytesIO(b"id,name,email\n\xff,a,b\n"), "r.csv")}
+    assert "not UTF-8" in client.post("/staff/roster", data=latin1,
+                                      content_type="multipart/form-data").get_data(as_text=True)
+    empty = client.post("/staff/roster", data={"csrf_token": token})
+    assert "Choose a CSV file" in empty.get_data(as_text=True)
 
 
 def test_roster_import_adds_and_updates(app: Any, roster: Roster) -> None:
@@ -280,7 +286,8 @@ def test_filter_errors_sit_beside_their_field_and_the_count_is_what_is_listed(
     _graded(app, roster, "s002", tmp_path, 2, status="timed_out")
     _graded(app, roster, "s002", tmp_path, 3, status="crashed")
     client, _ = _staff(app)
-    html = client.get("/staff/submissions", query_string={"q": "s002", "min_score": "lots"}).get_data(as_text=True)
+    query = {"q": "s002", "min_score": "lots"}
+    html = client.get("/staff/submissions", query_string=query).get_data(as_text=True)
     assert 'class="flash"' not in html
     assert re.search(r'name="min_score"[^>]*aria-invalid="true" aria-describedby="min_score-error">'
                      r'<span class="field-error" id="min_score-error">The minimum score must be a number',
@@ -314,14 +321,16 @@ def test_gradescope_export_holds_each_students_best(app: Any, roster: Roster, tm
     _graded(app, roster, "s002", tmp_path, 3, status="crashed")
     client, _ = _staff(app)
     home = client.get("/staff/").get_data(as_text=True)
-    assert 'href="/staff/gradescope.zip"' in home and 'href="/staff/export.csv"' in home
+    assert 'href="/staff/gradescope.zip"' in home
+    assert 'href="/staff/export.csv"' in home
     response = client.get("/staff/gradescope.zip")
     assert response.headers["Content-Disposition"] == 'attachment; filename="cnn-gradescope.zip"'
     with zipfile.ZipFile(io.BytesIO(response.data)) as archive:
         assert sorted(archive.namelist()) == ["s001.json", "s002.json"]
         s1 = json.loads(archive.read("s001.json"))
         s2 = json.loads(archive.read("s002.json"))
-    assert s1["score"] == 100 and s1["max_score"] == 100
+    assert s1["score"] == 100
+    assert s1["max_score"] == 100
     assert "staff-only" not in json.dumps(s1)  # what the student may see, no staff detail
     assert s2["score"] == 0
 
@@ -343,7 +352,8 @@ def test_histogram_and_per_day_count_like_a_by_hand_tally() -> None:
     by_hand = [2, 1, 0, 0, 0, 1, 0, 0, 0, 3]  # 0-10: 0, 9.99; 10-20: 10; 50-60: 55; top: 99, 100, 100
     assert [int(c.value) for c in chart.columns] == by_hand
     tallest = max(chart.columns, key=lambda c: c.height)
-    assert tallest.name == "90 to 100 points" and tallest.y == 28
+    assert tallest.name == "90 to 100 points"
+    assert tallest.y == 28
     days = per_day([(date(2026, 11, 1) + timedelta(days=i), i % 3) for i in range(20)])
     assert [c.label for c in days.columns if c.label][:2] == ["11-01", "11-04"]  # thinned to at most 7
     assert days.columns[0].height == 0
@@ -386,8 +396,9 @@ def course_app(tmp_path: Path, db_url: str) -> Any:
     from tests.leaderboard.test_course import course_settings, make_course
 
     course = make_course(tmp_path / "course")
-    settings = WebSettings(grader=course_settings(course, tmp_path / "home"), instance_path=tmp_path / "instance",
-                           database_url=db_url, queue_name="staff-course", upload_rate_count=1000).with_keys()
+    settings = WebSettings(grader=course_settings(course, tmp_path / "home"),
+                           instance_path=tmp_path / "instance", database_url=db_url,
+                           queue_name="staff-course", upload_rate_count=1000).with_keys()
     app = create_app(settings)
     app.config.update(TESTING=True)
     yield app
@@ -413,7 +424,8 @@ def test_staff_pages_act_on_the_lab_of_the_url(course_app: Any, tmp_path: Path) 
     assert f'action="/staff/students/{sid}/reset-secret"' in html
     assert "Regrade every submission (1)" in client.get("/a/lab2/staff/").get_data(as_text=True)
     assert 'href="/staff/roster"' in client.get("/a/lab2/staff/").get_data(as_text=True)
-    assert client.post("/a/lab2/staff/freeze", data={"csrf_token": token, "confirm": "freeze"}).status_code == 302
+    confirmed = {"csrf_token": token, "confirm": "freeze"}
+    assert client.post("/a/lab2/staff/freeze", data=confirmed).status_code == 302
     with Session(svc.engine) as session:
         rows = {r.name: r.frozen_at for r in session.exec(select(AssignmentRow)).all()}
     assert rows["lab2"] is not None
