@@ -96,32 +96,48 @@ class RosterEntry:
     display_name: str = ""
 
 
-def parse_roster(text: str) -> list[RosterEntry]:
-    """Read a roster CSV with a header ``id,name,email[,display_name]``; errors name the line."""
+def check_roster(text: str) -> tuple[list[RosterEntry], list[str]]:
+    """Read a roster CSV with a header ``id,name,email[,display_name]``: the good entries and
+    one message per problem, each naming its line (all of them, not only the first)."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip().lower() for h in reader.fieldnames or []]
     missing = [c for c in ROSTER_COLUMNS[:3] if c not in header]
     if missing:
-        raise AccountError(
+        return [], [
             f"The roster needs the columns id, name, email (optional display_name); "
             f"missing: {', '.join(missing)}."
-        )
+        ]
     entries: list[RosterEntry] = []
+    problems: list[str] = []
     seen: set[str] = set()
     for line, raw in enumerate(reader, start=2):
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if isinstance(v, str)}
         if not any(row.values()):
             continue
         roster_id = row.get("id", "")
         if not roster_id:
-            raise AccountError(f"Roster line {line}: the id is empty.")
+            problems.append(f"Roster line {line}: the id is empty.")
+            continue
         if roster_id in seen:
-            raise AccountError(f"Roster line {line}: the id {roster_id!r} appears twice.")
+            problems.append(f"Roster line {line}: the id {roster_id!r} appears twice.")
+            continue
         seen.add(roster_id)
         display = row.get("display_name", "")
         if display:
-            display = clean_display_name(display)
+            try:
+                display = clean_display_name(display)
+            except AccountError as exc:
+                problems.append(f"Roster line {line}: {exc}")
+                continue
         entries.append(RosterEntry(roster_id, row.get("name", ""), row.get("email", ""), display))
+    return entries, problems
+
+
+def parse_roster(text: str) -> list[RosterEntry]:
+    """Read a roster CSV with a header ``id,name,email[,display_name]``; errors name the line."""
+    entries, problems = check_roster(text)
+    if problems:
+        raise AccountError(problems[0])
     return entries
 
 

@@ -143,7 +143,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
         log.info("database not initialised yet; run `flask --app leaderboard init-db`")
 
     from leaderboard import bodies, commands, routes, security
-    from leaderboard.views import api, auth, internal, similarity, staff, student
+    from leaderboard.views import api, auth, internal, similarity, staff, staff_people, student
     from leaderboard.views import course as course_page
 
     if settings.proxy_hops:  # behind N reverse proxies: the client address is theirs to tell
@@ -156,6 +156,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(student.bp)
     app.register_blueprint(staff.bp)
+    app.register_blueprint(staff_people.bp)
     app.register_blueprint(similarity.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(internal.bp)

@@ -19,6 +19,24 @@ from grader.visible import public_only, visible_to_student
 from leaderboard.charts import BarChart, bar_chart
 from leaderboard.models import Submission, SubmissionStatus
 
+# The one place a status value becomes words for a page (drop-downs, lists, pills).
+STATUS_LABELS: dict[str, str] = {
+    SubmissionStatus.QUEUED: "Queued",
+    SubmissionStatus.RUNNING: "Running",
+    SubmissionStatus.GRADED: "Graded",
+    SubmissionStatus.INVALID: "Invalid upload",
+    SubmissionStatus.TIMED_OUT: "Timed out",
+    SubmissionStatus.OUT_OF_MEMORY: "Out of memory",
+    SubmissionStatus.CRASHED: "Crashed",
+    SubmissionStatus.GRADER_FAULT: "Grader fault",
+    "failed": "Any failure",  # the staff filter's group of the four failure statuses
+}
+
+
+def status_label(value: str) -> str:
+    """A status value as words ("timed_out" -> "Timed out"); unknown values keep their text."""
+    return STATUS_LABELS.get(str(value), str(value).replace("_", " "))
+
 
 def student_result(result: GradeResult, spec: Assignment, *, frozen: bool) -> dict[str, Any]:
     """The result JSON of ``visible_to_student``, without the keys it empties."""

@@ -6,16 +6,17 @@ import csv
 import io
 import json
 import statistics
+import zipfile
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from grader.config import Assignment
-from grader.result import Flag
+from grader.result import Flag, GradeResult
 from grader.spreadsheet import safe_cell
 from leaderboard.models import (
     FrozenRow,
@@ -282,3 +283,106 @@ def grades_csv(session: Session, *, spec: Assignment, assignment_id: int) -> str
             ]
         )
     return out.getvalue()
+
+
+# --------------------------------------------------------------------------- per student, class charts
+
+
+def student_submissions(session: Session, *, assignment_id: int, student_id: int) -> list[Submission]:
+    """Every upload of one student to one assignment, oldest first."""
+    return list(
+        session.exec(
+            select(Submission)
+            .where(Submission.assignment_id == assignment_id, Submission.student_id == student_id)
+            .order_by(col(Submission.created_at), col(Submission.id))
+        ).all()
+    )
+
+
+def best_scores(session: Session, *, assignment_id: int) -> list[float]:
+    """Each student's best points (the submission the grade counts), one value per student who
+    has a graded submission."""
+    return [s.score or 0.0 for s in best_submissions(session, assignment_id=assignment_id).values()]
+
+
+def uploads_per_day(session: Session, *, assignment_id: int) -> list[tuple[date, int]]:
+    """Uploads per UTC day from the first upload's day to the last's (days without any are 0)."""
+    stamps = session.exec(
+        select(Submission.created_at).where(Submission.assignment_id == assignment_id)
+    ).all()
+    counts: dict[date, int] = defaultdict(int)
+    for stamp in stamps:
+        counts[stamp.date()] += 1
+    if not counts:
+        return []
+    day, last = min(counts), max(counts)
+    out = []
+    while day <= last:
+        out.append((day, counts.get(day, 0)))
+        day += timedelta(days=1)
+    return out
+
+
+def submission_log(session: Session, *, submission: Submission, spec: Assignment) -> str:
+    """Everything recorded about one submission's gradings as plain text, newest first: status,
+    messages, and the staff-only details of the run and of each part."""
+    lines = [
+        f"submission {submission.id} of {spec.name}: {submission.filename} "
+        f"({submission.size_bytes} bytes, SHA-256 {submission.archive_sha256})",
+        f"uploaded {submission.created_at.isoformat()}, status {submission.status}, "
+        f"grading runs {submission.grading_attempts}, worker {submission.worker or '-'}",
+        "",
+    ]
+    results = session.exec(
+        select(Result).where(Result.submission_id == submission.id).order_by(col(Result.id).desc())
+    ).all()
+    if not results:
+        lines.append("No grading recorded yet.")
+    for row in results:
+        data = json.loads(row.result_json)
+        lines += [
+            f"=== result {row.id} at {row.created_at.isoformat()}{' (regrade)' if row.regrade else ''}: "
+            f"{row.status}, {row.score:g}/{row.max_score:g} points, {row.runtime_s:.1f} s, "
+            f"worker {row.worker or '-'}",
+            row.message,
+        ]
+        if data.get("detail"):
+            lines += ["--- detail", data["detail"]]
+        for part in data.get("parts") or []:
+            lines.append(f"--- part {part.get('name')}: {part.get('status')}, "
+                         f"{part.get('score', 0):g}/{part.get('max_score', 0):g}, {part.get('message', '')}")
+            if part.get("detail"):
+                lines.append(part["detail"])
+        for flag in data.get("flags") or []:
+            lines.append(f"--- flag {flag.get('part')}: {flag.get('reason')}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def gradescope_zip(
+    session: Session, *, spec: Assignment, assignment_id: int, final: bool
+) -> tuple[bytes, int]:
+    """A zip of Gradescope ``results.json`` files, one per student (``<roster id>.json``, their
+    best submission, what the student may see); and how many files it holds."""
+    from grader.export import gradescope, safe_filename  # the grader's own export format
+
+    best = best_submissions(session, assignment_id=assignment_id)
+    results = {
+        r.id: r for r in session.exec(
+            select(Result).where(col(Result.id).in_([s.result_id for s in best.values()]))
+        ).all()
+    } if best else {}
+    students = {
+        s.id: s for s in session.exec(select(Student).where(col(Student.id).in_(list(best)))).all()
+    } if best else {}
+    out = io.BytesIO()
+    taken: set[str] = set()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for student_id, sub in sorted(best.items(), key=lambda kv: students[kv[0]].roster_id):
+            row = results.get(sub.result_id)
+            if row is None:
+                continue
+            data = gradescope(GradeResult.from_json(row.result_json), spec, final=final)
+            name = safe_filename(students[student_id].roster_id, taken)
+            archive.writestr(f"{name}.json", json.dumps(data, indent=2) + "\n")
+    return out.getvalue(), len(taken)

@@ -16,9 +16,10 @@ from leaderboard.app import lab, services
 
 PREFIX = "/a/<assignment>"
 # Blueprints whose pages are about one assignment, and the endpoints of theirs that are not.
-PER_ASSIGNMENT = ("board", "student", "staff", "similarity", "api")
+PER_ASSIGNMENT = ("board", "student", "staff", "staff_people", "similarity", "api")
 COURSE_WIDE = {"student.profile", "staff.health_json", "staff.gradebook_csv", "api.openapi_json",
-               "api.docs"}
+               "api.docs", "staff_people.roster", "staff_people.export_secrets",
+               "staff_people.reset_secret"}
 
 
 def _per_assignment(endpoint: str) -> bool:

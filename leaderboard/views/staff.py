@@ -1,4 +1,5 @@
-"""Instructor pages: health, all submissions, students with flags, regrades, freeze, export."""
+"""Instructor pages: health and charts, all submissions, students with flags, regrades, freeze
+(after a confirm step), grade exports (CSV, Gradescope)."""
 
 from __future__ import annotations
 
@@ -15,24 +16,30 @@ from grader.result import GradeResult
 from leaderboard.app import db, lab, services
 from leaderboard.gradebook import gradebook_csv as gradebook
 from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus, utcnow
-from leaderboard.present import part_views
+from leaderboard.present import STATUS_LABELS, part_views, status_label
 from leaderboard.ranking import freeze_board, pending_before
 from leaderboard.reports import (
     UPLOAD_RULE,
+    best_scores,
     grades_csv,
+    gradescope_zip,
     health,
     regrades,
     result_flags,
     student_activity,
     upload_median,
+    uploads_per_day,
 )
+from leaderboard.staff_charts import per_day, score_histogram
 from leaderboard.submissions import request_regrade
 from leaderboard.views.auth import current_instructor, instructor_required
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
+bp.add_app_template_filter(status_label, "status_label")
 PAGE = 100
+FAILED = ("timed_out", "out_of_memory", "crashed", "grader_fault")
 
 
 def _assignment() -> AssignmentRow:
@@ -54,13 +61,17 @@ def _queue_length() -> int | None:
 def index() -> Any:
     svc = services()
     assignment = _assignment()
+    spec = lab().spec
     return render_template(
         "staff/index.html",
         health=health(db(), settings=svc.settings, queue_length=_queue_length()),
         assignment=assignment,
-        spec=lab().spec,
+        spec=spec,
         pending=pending_before(db(), assignment_id=assignment.id or 0, cutoff=utcnow()),
+        regradable=_regradable(),
         queue_backend="Redis" if svc.settings.queue_url.startswith("redis") else "SQLite",
+        histogram=score_histogram(best_scores(db(), assignment_id=lab().id), spec.max_score),
+        activity_chart=per_day(uploads_per_day(db(), assignment_id=lab().id)),
     )
 
 
@@ -90,8 +101,9 @@ def submissions() -> Any:
     )
     q = request.args.get("q", "").strip()
     status = request.args.get("status", "")
-    since = request.args.get("since", "")
-    min_score = request.args.get("min_score", "")
+    since = request.args.get("since", "").strip()
+    min_score = request.args.get("min_score", "").strip()
+    errors: dict[str, str] = {}  # field -> what is wrong; that filter is left out
     if q:
         like = f"%{q.lower()}%"
         query = query.where(
@@ -104,19 +116,19 @@ def submissions() -> Any:
     if status in {str(s) for s in SubmissionStatus}:
         query = query.where(Submission.status == status)
     elif status == "failed":
-        query = query.where(
-            col(Submission.status).in_(["timed_out", "out_of_memory", "crashed", "grader_fault"])
-        )
+        query = query.where(col(Submission.status).in_(FAILED))
+    elif status:
+        errors["status"] = "Choose a status from the list."
     if since:
         try:
             query = query.where(Submission.created_at >= datetime.fromisoformat(since + "T00:00:00+00:00"))
         except ValueError:
-            flash("The date must look like 2026-12-01.")
+            errors["since"] = "The date must look like 2026-12-01."
     if min_score:
         try:
             query = query.where(col(Submission.score) >= float(min_score))
         except ValueError:
-            flash("The minimum score must be a number.")
+            errors["min_score"] = "The minimum score must be a number, like 50 or 72.5."
     page = max(1, request.args.get("page", 1, type=int))
     total = db().exec(select(func.count()).select_from(query.subquery())).one()
     rows = (
@@ -136,7 +148,8 @@ def submissions() -> Any:
         page=page,
         pages=max(1, (total + PAGE - 1) // PAGE),
         args=request.args,
-        statuses=[str(s) for s in SubmissionStatus],
+        errors=errors,
+        statuses=list(STATUS_LABELS),
     )
 
 
@@ -167,6 +180,7 @@ def submission(submission_id: int) -> Any:
         parts=part_views(result, services().lab_of(sub.assignment_id).spec, frozen=True, staff=True)
         if result else [],
         status=SubmissionStatus(sub.status),
+        archive_present=(services().settings.upload_dir / f"{sub.archive_key}.zip").is_file(),
     )
 
 
@@ -188,9 +202,38 @@ def regrade_one(submission_id: int) -> Any:
     return redirect(url_for("staff.submission", submission_id=submission_id))
 
 
-@bp.route("/regrade-all", methods=["POST"])
+def _regradable() -> int:
+    """How many of this lab's submissions "Regrade every submission" would queue again (the
+    finished ones but for invalid uploads, as ``request_regrade`` takes them)."""
+    done = [str(s) for s in SubmissionStatus if not s.pending and s is not SubmissionStatus.INVALID]
+    return db().exec(
+        select(func.count(col(Submission.id))).where(
+            Submission.assignment_id == lab().id, col(Submission.status).in_(done)
+        )
+    ).one()
+
+
+def _confirmed(word: str) -> bool:
+    """The confirm page's button sends ``confirm=<word>``; a bare POST acts on nothing."""
+    return request.form.get("confirm", "") == word
+
+
+@bp.route("/regrade-all", methods=["GET", "POST"])
 @instructor_required
 def regrade_all() -> Any:
+    if request.method == "GET" or not _confirmed("regrade-all"):
+        count = _regradable()
+        return render_template(
+            "staff/confirm.html",
+            title="Regrade every submission?",
+            consequence=f"{count} submission{'s' if count != 1 else ''} of {lab().spec.title} will be "
+                        "graded again, after the fresh uploads in the queue. Each keeps its old result "
+                        "beside the new one under Regrades; the board follows the new results.",
+            action=url_for("staff.regrade_all"),
+            word="regrade-all",
+            button=f"Regrade {count} submission{'s' if count != 1 else ''}",
+            disabled=count == 0,
+        )
     ids = db().exec(select(Submission.id).where(Submission.assignment_id == lab().id)).all()
     taken = request_regrade(db(), submission_ids=[i for i in ids if i is not None])
     db().commit()
@@ -220,11 +263,29 @@ def students() -> Any:
                            upload_rule=UPLOAD_RULE, median=median)
 
 
-@bp.route("/freeze", methods=["POST"])
+@bp.route("/freeze", methods=["GET", "POST"])
 @instructor_required
 def freeze() -> Any:
-    instructor = current_instructor()
     assignment = _assignment()
+    if assignment.frozen_at is not None:
+        flash("The board was already frozen.")
+        return redirect(url_for("staff.index"))
+    if request.method == "GET" or not _confirmed("freeze"):
+        pending = pending_before(db(), assignment_id=assignment.id or 0, cutoff=utcnow())
+        left_out = (f"{pending} upload{'s' if pending != 1 else ''} still grading will be left out "
+                    "of the final ranking." if pending else "Every upload so far is graded.")
+        return render_template(
+            "staff/confirm.html",
+            title="Freeze the board?",
+            consequence=f"{left_out} The final ranking of {lab().spec.title} is stored with its "
+                        "bonus points and no longer changes; this cannot be undone.",
+            pending=pending,
+            action=url_for("staff.freeze"),
+            word="freeze",
+            button="Freeze the board now",
+            disabled=False,
+        )
+    instructor = current_instructor()
     done = freeze_board(
         db(),
         spec=lab().spec,
@@ -257,4 +318,18 @@ def gradebook_csv() -> Response:
         text,
         mimetype="text/csv",
         headers={"Content-Disposition": 'attachment; filename="course-gradebook.csv"'},
+    )
+
+
+@bp.route("/gradescope.zip")
+@instructor_required
+def gradescope_export() -> Response:
+    """Gradescope's results.json per student (their best submission), as a zip."""
+    here = lab()
+    frozen = _assignment().frozen_at is not None
+    body, _ = gradescope_zip(db(), spec=here.spec, assignment_id=here.id, final=frozen)
+    return Response(
+        body,
+        mimetype="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{here.name}-gradescope.zip"'},
     )

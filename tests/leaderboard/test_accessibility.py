@@ -1,6 +1,7 @@
 """Every page, as a visitor, a student and an instructor, checked by axe-core in Debian's
 chromium: no serious or critical WCAG violation. The pages are the app's GET routes without
-parameters (from the url_map) plus a submission's page for the student and for staff.
+parameters (from the url_map) plus a submission's page for the student and for staff, and a
+student's staff page.
 
 axe-core comes from its npm package (``scripts/setup.sh --test`` installs it into ``.tools/``)
 and is loaded into each page by Playwright. Screenshots at 1280 and 390 px go to
@@ -61,7 +62,8 @@ def page_paths(stack: Stack) -> list[str]:
         if "GET" in (rule.methods or ()) and not rule.arguments and rule.endpoint != "static"
     })
     sub = stack.graded_id  # type: ignore[attr-defined]
-    return [*paths, f"/submissions/{sub}", f"/staff/submissions/{sub}"]
+    student = stack.roster.ids["s001"]
+    return [*paths, f"/submissions/{sub}", f"/staff/submissions/{sub}", f"/staff/students/{student}"]
 
 
 def _context(browser: Any, stack: Stack, role: str) -> Any:

@@ -179,7 +179,8 @@ def test_the_bonus_is_the_same_on_the_board_the_freeze_and_both_csvs(
     # The freeze, and the staff CSV after it.
     staff = app.test_client()
     sign_in_staff(staff)
-    assert staff.post("/staff/freeze", data={"csrf_token": csrf_of(staff, "/staff/")}).status_code == 302
+    assert staff.post("/staff/freeze", data={"csrf_token": csrf_of(staff, "/staff/"),
+                                             "confirm": "freeze"}).status_code == 302
     frozen = client.get("/api/leaderboard").get_json()
     assert frozen["frozen"] is True
     assert {r["display_name"]: r["bonus"] for r in frozen["rows"]} == expected

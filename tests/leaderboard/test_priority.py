@@ -43,7 +43,8 @@ def test_fresh_uploads_are_graded_before_earlier_regrades(idle_stack: Stack, tmp
     client = stack.app.test_client()
     sign_in_staff(client)
     assert client.post("/staff/regrade-all",
-                       data={"csrf_token": csrf_of(client, "/staff/")}).status_code == 302
+                       data={"csrf_token": csrf_of(client, "/staff/"),
+                             "confirm": "regrade-all"}).status_code == 302
     fresh = [api_upload(stack, stack.roster.secrets[f"s00{i}"], tiny_good_zip(seed=i)).get_json()["id"]
              for i in (4, 5)]
     assert svc.queue.pending_ids() == {*old, *fresh}  # all waiting, regrades queued first

@@ -126,7 +126,7 @@ def test_regrade_one_and_all_show_old_and_new(app: Any, roster: Roster, tmp_path
     # Regrade all: every finished submission goes back in the queue, but for an invalid upload,
     # whose zip was deleted.
     refused = _graded(app, roster, "s003", tmp_path, 3, status="invalid")
-    client.post("/staff/regrade-all", data={"csrf_token": token})
+    client.post("/staff/regrade-all", data={"csrf_token": token, "confirm": "regrade-all"})
     assert len(svc.queue.pending_ids()) == 2
     answer = client.post(f"/staff/submissions/{refused}/regrade", data={"csrf_token": token},
                          follow_redirects=True)
@@ -142,7 +142,7 @@ def test_freeze_from_the_staff_page(app: Any, roster: Roster, tmp_path: Path) ->
     sign_in_staff(client)
     token = csrf_of(client, "/staff/")
     assert client.get("/api/leaderboard").get_json()["rows"][0]["display_name"] == "s-1"
-    assert client.post("/staff/freeze", data={"csrf_token": token}).status_code == 302
+    assert client.post("/staff/freeze", data={"csrf_token": token, "confirm": "freeze"}).status_code == 302
     board = client.get("/api/leaderboard").get_json()
     assert board["frozen"] is True
     assert board["scope"] == "final"
@@ -158,7 +158,7 @@ def test_grades_csv(app: Any, roster: Roster, tmp_path: Path) -> None:
     client = app.test_client()
     sign_in_staff(client)
     token = csrf_of(client, "/staff/")
-    client.post("/staff/freeze", data={"csrf_token": token})
+    client.post("/staff/freeze", data={"csrf_token": token, "confirm": "freeze"})
     response = client.get("/staff/export.csv")
     assert response.mimetype == "text/csv"
     rows = {r["id"]: r for r in csv.DictReader(io.StringIO(response.get_data(as_text=True)))}
