@@ -38,7 +38,7 @@ MIN_CHART_PX = 12.0
 # At the 40-character limit and with no space to break at: the widest name a student can pick.
 LONG_NAME = "Maximiliana_Featherstonehaugh_Wolfeschl"
 LONG_FILE = "my_final_submission_for_the_cnn_challenge_really_final_v7_after_fixing_everything.zip"
-SHOT_PAGES = ("/leaderboard", "/upload", "/submissions", "/submissions/{sub}", "/staff", "/staff/submissions")
+SHOT_PAGES = ("/leaderboard", "/upload", "/submissions", "/submissions/{sub}", "/staff/", "/staff/submissions")
 
 # The chart's text as rendered: the computed font size times the SVG's scale on screen (a
 # viewBox scales its text with the width of the page).
