@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from grader.config import PartSpec
 
@@ -109,7 +110,7 @@ class ScoreChart:
 
     @property
     def segments(self) -> tuple[tuple[Point, Point], ...]:
-        return tuple(zip(self.points, self.points[1:], strict=False))
+        return tuple(pairwise(self.points))
 
     @property
     def summary(self) -> str:

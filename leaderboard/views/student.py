@@ -18,8 +18,8 @@ from flask import (
 )
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from grader.datasets.provenance import data_notes
 from grader.config import Assignment
+from grader.datasets.provenance import data_notes
 from grader.result import GradeResult
 from grader.visible import public_only
 from leaderboard.accounts import AccountError, set_display_name

@@ -3,6 +3,7 @@ chart, rendered by the app's own macros and read back as XML."""
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ def _render(macro: str, chart: Any) -> ET.Element:
 
 
 def _pct(value: str | None) -> float:
-    assert value is not None and value.endswith("%"), value
+    assert value is not None
+    assert value.endswith("%"), value
     return float(value[:-1])
 
 
@@ -37,7 +39,9 @@ def test_score_chart_places_uploads_in_order_against_the_pass_line() -> None:
     circles = figure.findall(f".//{SVG}circle")
     xs = [_pct(c.get("cx")) for c in circles]
     ys = [_pct(c.get("cy")) for c in circles]
-    assert xs == sorted(xs) and xs[0] >= 0 and xs[-1] <= 100  # oldest left, inside the plot
+    assert xs == sorted(xs)
+    assert xs[0] >= 0
+    assert xs[-1] <= 100
     assert ys[2] < ys[1] < ys[0]  # higher values are higher up (SVG y grows downwards)
     line = next(el for el in figure.iter(f"{SVG}line") if el.get("class") == "threshold")
     assert _pct(line.get("y1")) == _pct(line.get("y2")) == ys[3]  # the pass line at 75 %
@@ -45,14 +49,16 @@ def test_score_chart_places_uploads_in_order_against_the_pass_line() -> None:
     assert len([el for el in figure.iter(f"{SVG}line") if el.get("class") == "trend"]) == 3
     # Responsive: every SVG spans its box, with no viewBox to shrink its text.
     for svg in figure.iter(f"{SVG}svg"):
-        assert svg.get("width") == "100%" and svg.get("viewBox") is None
+        assert svg.get("width") == "100%"
+        assert svg.get("viewBox") is None
     # The pass line's label sits in its own column beside the plot, not on the points.
     label = next(el for el in figure.iter(f"{SVG}text") if el.get("class") == "threshold-label")
     assert label.text == "pass 75%"
     holder = next(svg for svg in figure.iter(f"{SVG}svg") if label in list(svg))
     assert holder.get("class") == "side"
     caption = "".join(figure.find("figcaption").itertext())  # type: ignore[union-attr]
-    assert "#3 50.0%" in caption and "pass line 75%" in caption
+    assert "#3 50.0%" in caption
+    assert "pass line 75%" in caption
 
 
 @pytest.mark.parametrize(("n", "most"), [(1, 1), (2, 2), (6, 6), (7, 4), (30, 5), (100, 5)])
@@ -63,7 +69,7 @@ def test_score_chart_labels_a_few_uploads_and_always_the_last(n: int, most: int)
     assert 1 <= len(shown) <= most
     if n == 1:
         assert chart.points[0].x == 50.0
-    gaps = [b.x - a.x for a, b in zip(shown, shown[1:], strict=False)]
+    gaps = [b.x - a.x for a, b in itertools.pairwise(shown)]
     assert all(g >= 94 / 5 - 0.01 for g in gaps), gaps  # labels never crowd each other
 
 

@@ -38,7 +38,8 @@ MIN_CHART_PX = 12.0
 # At the 40-character limit and with no space to break at: the widest name a student can pick.
 LONG_NAME = "Maximiliana_Featherstonehaugh_Wolfeschl"
 LONG_FILE = "my_final_submission_for_the_cnn_challenge_really_final_v7_after_fixing_everything.zip"
-SHOT_PAGES = ("/leaderboard", "/upload", "/submissions", "/submissions/{sub}", "/staff/", "/staff/submissions")
+SHOT_PAGES = ("/leaderboard", "/upload", "/submissions", "/submissions/{sub}", "/staff/",
+              "/staff/submissions")
 
 # The chart's text as rendered: the computed font size times the SVG's scale on screen (a
 # viewBox scales its text with the width of the page).
@@ -106,7 +107,8 @@ def _slug(path: str) -> str:
 
 
 @pytest.mark.parametrize("role", ["visitor", "student", "instructor"])
-def test_no_page_is_wider_than_a_phone_and_chart_text_is_readable(site: Stack, browser: Any, role: str) -> None:
+def test_no_page_is_wider_than_a_phone_and_chart_text_is_readable(site: Stack, browser: Any,
+                                                                   role: str) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
     context = signed_in(browser, site, role, PHONE)
     page = context.new_page()
@@ -121,11 +123,13 @@ def test_no_page_is_wider_than_a_phone_and_chart_text_is_readable(site: Stack, b
         page.set_viewport_size({"width": PHONE, "height": 900})
         page.goto(site.server.url + path)
         widths[path] = page.evaluate("document.documentElement.scrollWidth")
-        small += [f"{path}: {text!r} at {px} px" for text, px in page.evaluate(CHART_TEXT_PX) if px < MIN_CHART_PX]
+        small += [f"{path}: {text!r} at {px} px"
+                  for text, px in page.evaluate(CHART_TEXT_PX) if px < MIN_CHART_PX]
         if path in shots:
-            page.screenshot(path=str(SCREENSHOTS / f"phones-{role}-{_slug(path)}-{PHONE}.png"), full_page=True)
-            page.set_viewport_size({"width": DESK, "height": 900})
-            page.screenshot(path=str(SCREENSHOTS / f"phones-{role}-{_slug(path)}-{DESK}.png"), full_page=True)
+            for width in (PHONE, DESK):
+                page.set_viewport_size({"width": width, "height": 900})
+                shot = SCREENSHOTS / f"phones-{role}-{_slug(path)}-{width}.png"
+                page.screenshot(path=str(shot), full_page=True)
     context.close()
     (SCREENSHOTS / f"phones-{role}.json").write_text(json.dumps(widths, indent=1))
     assert len(widths) >= 5, widths
@@ -142,15 +146,17 @@ def test_the_students_row_is_marked_and_the_jump_link_reaches_it(site: Stack, br
     assert mine.count() == 1
     assert mine.get_attribute("id") == "me"
     assert mine.get_attribute("aria-current") == "true"  # screen readers hear it as the current row
-    assert LONG_NAME in mine.inner_text() and "(you)" in mine.inner_text()
+    assert LONG_NAME in mine.inner_text()
+    assert "(you)" in mine.inner_text()
     link = page.locator("a[data-jump-me]")
     assert link.get_attribute("href") == "#me"
     page.evaluate("window.scrollTo(0, 0)")
     link.click()
     assert page.evaluate("location.hash") == "#me"
     assert page.evaluate("document.querySelector(':target') === document.querySelector('tr.me')")
-    assert page.evaluate("getComputedStyle(document.querySelector('tr.me td')).backgroundColor") != \
-        page.evaluate("getComputedStyle(document.querySelector('tr:not(.me):not(.pass-line) td')).backgroundColor")
+    background = "(sel) => getComputedStyle(document.querySelector(sel)).backgroundColor"
+    other = "tr:not(.me):not(.pass-line) td"
+    assert page.evaluate(background, "tr.me td") != page.evaluate(background, other)
     # The long name is cut on the phone, whole in its title.
     cut = mine.locator(".cut")
     assert cut.get_attribute("title") == LONG_NAME
@@ -178,6 +184,7 @@ def test_my_submissions_shows_the_score_over_time_and_cuts_long_file_names(site:
     assert cut.get_attribute("title") == "second_" + LONG_FILE
     box = chart.bounding_box()
     card = page.locator("main .card").first.bounding_box()
-    assert box is not None and card is not None
+    assert box is not None
+    assert card is not None
     assert box["width"] > card["width"] - 40  # the chart spans its card
     context.close()
