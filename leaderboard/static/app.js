@@ -188,7 +188,12 @@
           rank.appendChild(document.createTextNode(" "));
           rank.appendChild(w);
         }
-        cell(tr, r.display_name, "name");
+        var name = cell(tr, "", "name");
+        var cut = document.createElement("span");
+        cut.className = "cut";
+        cut.title = r.display_name;
+        cut.textContent = r.display_name;
+        name.appendChild(cut);
         data.columns.forEach(function (c) { cell(tr, pct(r[c]), "num"); });
         cell(tr, String(r.uploads), "num");
         cell(tr, r.submitted_at.slice(0, 16).replace("T", " "));
@@ -201,6 +206,20 @@
       }
       tbody.parentNode.replaceChild(fresh, tbody);
     };
+    // A signed-in student's table comes from the page itself (their row marked, the jump link).
+    var mine = function () {
+      return fetch(window.location.pathname, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (!html) { return; }
+          var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("[data-board-body]");
+          var here = $("[data-board-body]", board);
+          if (fresh && here) {
+            here.replaceChildren.apply(here, Array.prototype.slice.call(fresh.childNodes));
+            status.textContent = "Updated " + new Date().toLocaleTimeString() + ".";
+          }
+        });
+    };
     var tick = function () {
       fetch(board.getAttribute("data-live-board"), { headers: { "Accept": "application/json" } })
         .then(function (r) { return r.ok ? r.json() : null; })
@@ -211,6 +230,9 @@
           }
           if (data && String(data.version) !== version) {
             version = String(data.version);
+            if (board.getAttribute("data-board-mine") === "yes") {
+              return mine();  // the server marks the student's own row
+            }
             render(data);
             status.textContent = "Updated " + new Date().toLocaleTimeString() + ".";
           }

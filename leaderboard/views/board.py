@@ -10,7 +10,8 @@ from markupsafe import Markup
 
 from leaderboard.app import db, lab, services
 from leaderboard.openapi import Answer, operation
-from leaderboard.ranking import Board
+from leaderboard.ranking import Board, BoardRow
+from leaderboard.views.auth import current_student
 
 bp = Blueprint("board", __name__)
 
@@ -26,7 +27,12 @@ def etag(board: Board) -> str:
 def prepare(board: Board, cache: dict[str, Any]) -> None:
     """Render the table and the JSON once per board version (called by the cache)."""
     cache["json"] = json.dumps(board.to_dict(), separators=(",", ":")).encode()
-    cache["table"] = Markup(render_template("_board_table.html", board=board))
+    cache["table"] = Markup(render_template("_board_table.html", board=board, me=None))
+
+
+def my_row(board: Board, student_id: int | None) -> BoardRow | None:
+    """The signed-in student's row on ``board``, if they have one."""
+    return next((r for r in board.rows if r.student_id == student_id), None)
 
 
 @bp.route("/leaderboard")
@@ -36,10 +42,16 @@ def leaderboard() -> Any:
     anonymous = "role" not in session and "_flashes" not in session
     if anonymous and "page" in cache:
         return Response(cache["page"], mimetype="text/html")
+    student = current_student()
+    table = cache["table"]
+    if student is not None:  # their own row marked: rendered for them, not cached
+        table = Markup(render_template("_board_table.html", board=board, me=student.id))
     html = render_template(
         "leaderboard.html",
         board=board,
-        table=cache["table"],
+        table=table,
+        student=student,
+        me=my_row(board, student.id) if student else None,
         poll_s=services().settings.board_poll_interval_s,
     )
     if anonymous:

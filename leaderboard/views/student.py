@@ -18,12 +18,14 @@ from flask import (
 )
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from grader.config import Assignment
 from grader.datasets.provenance import data_notes
 from grader.result import GradeResult
 from grader.visible import public_only
 from leaderboard.accounts import AccountError, set_display_name
 from leaderboard.app import db, lab, services, upload_limit
 from leaderboard.bodies import drain, too_large_message
+from leaderboard.charts import ScoreChart, score_chart
 from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus
 from leaderboard.present import part_views
 from leaderboard.security import error_response
@@ -161,15 +163,30 @@ def submissions() -> Any:
     assert student is not None
     here = lab()
     rows = student_submissions(db(), student_id=student.id, assignment_id=here.id)
+    hidden = public_only(here.spec, final=is_frozen())
     return render_template(
         "submissions.html",
         student=student,
         submissions=rows,
         remaining=_remaining(student),
         budget=here.spec.upload_budget,
-        hidden=public_only(here.spec, final=is_frozen()),
+        hidden=hidden,
+        history=history_chart(rows, here.spec, hidden=hidden),
         Status=SubmissionStatus,
     )
+
+
+def history_chart(rows: list[Submission], spec: Assignment, *, hidden: bool) -> ScoreChart | None:
+    """The ranked value of each graded upload (``rows`` newest first), oldest first, against
+    the ranked part's pass line: the same numbers as the list's "Ranked value" column."""
+    part = spec.part(spec.ranked_part)
+    values = [(f"#{s.id}", v) for s in reversed(rows)
+              if (v := s.rank_value_public if hidden else s.rank_value) is not None]
+    if not values or part.threshold <= 0:
+        return None
+    title = (f"Your {part.label(spec.ranked_metric)} of {part.title} per upload"
+             f"{' (public part)' if hidden else ''}")
+    return score_chart(title, values, part)
 
 
 def load_result(sub: Submission) -> GradeResult | None:

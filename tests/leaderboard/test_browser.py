@@ -85,7 +85,7 @@ def test_student_uploads_in_the_browser_and_sees_the_board(
     assert "99 of 100 attempts left" in page.inner_text("main")
     row.locator("a").first.click()
     page.wait_for_url(re.compile(r"/submissions/\d+$"))
-    assert page.locator("figure.chart svg").count() == 2  # MyNet and FinetuneNet charts
+    assert page.locator("figure.chart.bar-chart").count() == 2  # MyNet and FinetuneNet charts
     assert "pass 70%" in page.inner_text("#part-finetune")
     assert "pass 75%" in page.inner_text("#part-mynet")
     assert "All 42 layer tests passed" in page.inner_text("#part-numpy_nn")
