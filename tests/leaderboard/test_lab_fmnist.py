@@ -31,10 +31,12 @@ def course_settings(home: Path) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def fmnist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, Path]]:
+def fmnist(tmp_path_factory: pytest.TempPathFactory, grader_home: Path) -> tuple[Settings, dict[str, Path]]:
     """The lab's hidden sets, built by `grader build-tests fmnist` as its spec declares, and
-    its demo samples (good, upright_only, unfinished) as zips."""
+    its demo samples (good, upright_only, unfinished) as zips. The course's default lab
+    (cnn) has its data too, as a worker wants at start."""
     home = tmp_path_factory.mktemp("fmnist-home")
+    shutil.copytree(grader_home / "hidden" / "cnn", home / "hidden" / "cnn")
     settings = course_settings(home)
     res = CliRunner().invoke(grader_main, ["build-tests", "fmnist"], obj={"settings": settings})
     assert res.exit_code == 0, res.output
