@@ -28,12 +28,14 @@ import time
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from grader.config import Assignment, Settings
 from grader.datasets.manifest import Manifest
 from grader.errors import GraderFault
 from grader.jobrequest import GO_FILE, runner_request
 from grader.progress import FILENAME as PROGRESS_FILE
+from grader.result import GradeResult
 from grader.sandbox import RunOutcome, RunRequest, Sandbox, get_sandbox
 from grader.sandbox.base import temp_prefix
 
@@ -196,9 +198,16 @@ class WarmPool:
         self.max_wait_s = max_wait_s
         self._sandbox = get_sandbox(settings.sandbox)
         self._lock = threading.Lock()
+        self._filling = threading.Lock()
         self._ready: list[WarmSandbox] = []
         self._closed = False
         self._manifest: Manifest | None = None
+
+    def start(self, manifest: Manifest) -> None:
+        """Pre-start the first sandboxes for ``manifest``'s inputs, in the background."""
+        with self._lock:
+            self._manifest = manifest
+        threading.Thread(target=self.fill, name="warm-fill", daemon=True).start()
 
     def take(self, manifest: Manifest) -> WarmSandbox | None:
         """A claimed ready sandbox for ``manifest``'s inputs (None: grade cold); its successor
@@ -223,6 +232,10 @@ class WarmPool:
 
     def fill(self) -> None:
         """Start sandboxes until ``size`` are waiting (none before the first ``take``)."""
+        with self._filling:
+            self._fill()
+
+    def _fill(self) -> None:
         while True:
             with self._lock:
                 if self._closed or self._manifest is None or len(self._ready) >= self.size:
@@ -254,4 +267,37 @@ class WarmPool:
             self._closed = True
             ready, self._ready = self._ready, []
         for warm in ready:
+            warm.close()
+
+
+PRESTART_BACKENDS = ("bwrap", "docker")  # the local backend is for a student's own check
+
+
+def pool_for(assignment: Assignment, settings: Settings, *, size: int) -> WarmPool | None:
+    """A pool for the worker or ``grader batch``, or None when pre-starting is off."""
+    if not settings.sandbox.prestart or settings.sandbox.backend not in PRESTART_BACKENDS:
+        return None
+    return WarmPool(assignment, settings, size=size, max_wait_s=settings.sandbox.prestart_max_wait_s)
+
+
+def start_pool(assignment: Assignment, settings: Settings, manifest: Manifest | None, *,
+               size: int) -> WarmPool | None:
+    """``pool_for``, already pre-starting for ``manifest`` (None: nothing to grade)."""
+    pool = pool_for(assignment, settings, size=size) if manifest is not None else None
+    if pool is not None and manifest is not None:
+        pool.start(manifest)
+    return pool
+
+
+def grade_warm(pool: WarmPool | None, archive: Path, assignment: Assignment, settings: Settings,
+               *, manifest: Manifest | None, **options: Any) -> GradeResult:
+    """``pipeline.grade`` in a pre-started sandbox from ``pool`` when one is ready (else cold);
+    the sandbox is destroyed afterwards either way."""
+    from grader.pipeline import grade  # heavy: the judge
+
+    warm = pool.take(manifest) if pool is not None and manifest is not None else None
+    try:
+        return grade(archive, assignment, settings, manifest=manifest, warm=warm, **options)
+    finally:
+        if warm is not None:
             warm.close()

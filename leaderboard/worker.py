@@ -33,6 +33,7 @@ from grader.faults import grade_or_fault
 from grader.leftovers import sweep_once
 from grader.result import GradeResult, Status
 from grader.share import spec_for_jobs
+from grader.warm import grade_warm, start_pool
 from leaderboard.archives import archive_for, discard_archive
 from leaderboard.db import make_engine, session_scope
 from leaderboard.models import AssignmentRow, WorkerBeat, utcnow
@@ -113,11 +114,15 @@ class Grader:
         self._active: dict[int, Claim] = {}
         self.graded = 0
         self.similarity = SimilarityUpdater(settings, self.spec, self.engine)
+        # Each grading thread finds the next job's sandbox started (grader/warm.py).
+        self.pool = start_pool(self.graded_spec, settings.grader, self.hidden.current(), size=threads)
         with session_scope(self.engine) as session:
             ensure_assignment(session, spec=self.spec)
 
     def close(self) -> None:
-        """Finish the similarity updates; release the database connections."""
+        """Stop the pre-started sandboxes; finish the similarity updates; release the database."""
+        if self.pool is not None:
+            self.pool.close()
         self.similarity.close()
         self.engine.dispose()
 
@@ -159,14 +164,12 @@ class Grader:
                 self.graded += 1
 
     def _grade(self, taken: Claim, predictions: dict[str, np.ndarray] | None = None) -> GradeResult:
-        from grader.pipeline import grade  # heavy (numpy, the sandbox); only workers need it
-
         def run() -> GradeResult:
             manifest = self.hidden.current()
             max_bytes = self.settings.max_upload_bytes or self.spec.limits.upload_bytes
             with archive_for(taken, self.settings, max_bytes=max_bytes) as archive:
-                return grade(archive, self.graded_spec, self.settings.grader, manifest=manifest,
-                             predictions=predictions)
+                return grade_warm(self.pool, archive, self.graded_spec, self.settings.grader,
+                                  manifest=manifest, predictions=predictions)
 
         return grade_or_fault(run, self.spec, label=f"submission {taken.submission_id}")
 
