@@ -116,6 +116,25 @@ def worker_path(zip_path: Path, settings: Settings, repeat: int) -> tuple[float,
     return statistics.median(walls), {k: statistics.median(v) for k, v in parts.items()}
 
 
+def intake_figures(zip_path: Path, settings: Settings, repeat: int) -> tuple[float, float, float]:
+    """(MiB of the zip, ms per MiB to hash it, ms per MiB to check and unpack it): the only
+    copy of each checkpoint the grader makes; the sandbox then sees it through a bind mount."""
+    from grader.intake import intake, sha256_file
+
+    assignment = load_assignment(settings.assignment_path)
+    mib = zip_path.stat().st_size / 2**20
+    hashes, unpacks = [], []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        sha = sha256_file(zip_path)
+        hashes.append(time.perf_counter() - started)
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            intake(zip_path, Path(tmp) / "submission", assignment=assignment, sha256=sha)
+            unpacks.append(time.perf_counter() - started)
+    return mib, 1000 * statistics.median(hashes) / mib, 1000 * statistics.median(unpacks) / mib
+
+
 def machine() -> str:
     """Cores, memory, load and the git revision, printed with every figure."""
     import os
@@ -163,7 +182,10 @@ def main() -> None:
     worker_settings = dataclasses.replace(
         settings, sandbox=dataclasses.replace(settings.sandbox, backend=args.sandbox))
     w, w_parts = worker_path(zip_path, worker_settings, args.repeat)
+    mib, hash_ms, unpack_ms = intake_figures(zip_path, settings, args.repeat)
     print(machine())
+    print(f"zip {mib:.1f} MiB: hashing {hash_ms:.2f} ms/MiB, checking + unpacking (the one copy) "
+          f"{unpack_ms:.2f} ms/MiB; the sandbox gets it by bind mount (no copy)")
     print(f"plain inference, torch imported : {plain:7.2f} s (median of {args.repeat}, fresh process)")
     print(f"  (warm, same process again     : {warm:7.2f} s)")
     print(f"grader grade ({args.sandbox:<6})            : {g:7.2f} s (median of {args.repeat})")

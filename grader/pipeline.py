@@ -49,6 +49,7 @@ def grade(
     predictions: dict[str, np.ndarray] | None = None,
     cancel: threading.Event | None = None,
     warm: WarmSandbox | None = None,
+    sha256: str = "",
 ) -> GradeResult:
     """Grade one submission; a student's failure comes back as a result, not raised.
 
@@ -58,7 +59,8 @@ def grade(
     sandbox's poll callback raises ``Cancelled``: the sandbox kills the job and the work
     folder is removed on the way out (``grader batch`` stops this way on Ctrl-C).
     ``warm``, a claimed pre-started sandbox (grader/warm.py), runs the first attempt of the
-    parts and is destroyed on the way out, used or not.
+    parts and is destroyed on the way out, used or not. ``sha256``: the archive's digest
+    when the caller has just verified it (not computed again).
     """
     started = time.monotonic()
     sweep_once(settings.sandbox.work_dir)  # what a killed grader left in the work folder
@@ -71,7 +73,7 @@ def grade(
         work = Path(tempfile.mkdtemp(prefix=temp_prefix("grade"), dir=settings.sandbox.work_dir))
     try:
         try:
-            submission = intake(archive, work / "submission", assignment=assignment)
+            submission = intake(archive, work / "submission", assignment=assignment, sha256=sha256)
         except SubmissionInvalid as exc:
             return GradeResult.failed(
                 exc, submission_sha256=_sha_or_empty(archive), assignment=assignment.name,

@@ -168,8 +168,10 @@ class Grader:
             manifest = self.hidden.current()
             max_bytes = self.settings.max_upload_bytes or self.spec.limits.upload_bytes
             with archive_for(taken, self.settings, max_bytes=max_bytes) as archive:
+                # archive_for verified the digest when the claim carries one: not hashed again
                 return grade_warm(self.pool, archive, self.graded_spec, self.settings.grader,
-                                  manifest=manifest, predictions=predictions)
+                                  manifest=manifest, predictions=predictions,
+                                  sha256=taken.archive_sha256)
 
         return grade_or_fault(run, self.spec, label=f"submission {taken.submission_id}")
 
