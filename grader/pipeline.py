@@ -183,9 +183,13 @@ class _Job:
             return progress.overdue(limits_s, startup_s=limits.startup_s)
 
         warm, self.warm = self.warm, None  # the first attempt only
+        outcome = None
         if warm is not None and warm.names == names and warm.out == out:
             outcome = warm.go(poll, wall_s=wall_s)
-        else:
+            if outcome is None:  # it ended before its job started: run it cold in a clean /out
+                shutil.rmtree(out)
+                out.mkdir()
+        if outcome is None:
             request = runner_request(
                 self.assignment, self.settings, names, submission=self.submission.root,
                 inputs=self.manifest.inputs_dir, job_dir=self.job_dir, out=out, wall_s=wall_s,

@@ -159,9 +159,14 @@ class WarmSandbox:
         """Started for this spec's parts and limits, with these hidden inputs mounted."""
         return assignment == self.assignment and manifest.inputs_dir == self.manifest.inputs_dir
 
-    def go(self, poll: Callable[[Path], str | None], *, wall_s: float) -> RunOutcome:
-        """Start the claimed job (plan and submission in place) and watch it like a cold run."""
+    def go(self, poll: Callable[[Path], str | None], *, wall_s: float) -> RunOutcome | None:
+        """Start the claimed job (plan and submission in place) and watch it like a cold run;
+        None if the sandbox had already ended (the caller runs the job cold)."""
         with self._lock:
+            if self._state is State.ENDED:
+                log.warning("pre-started sandbox %s ended before its job started: %s", self.work.name,
+                            self._outcome.stderr[-2000:] if self._outcome else repr(self._error))
+                return None
             if self._state is not State.CLAIMED:
                 raise GraderFault("a pre-started sandbox was started without being claimed")
             self._job_poll, self._job_wall_s = poll, wall_s
