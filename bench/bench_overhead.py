@@ -96,6 +96,7 @@ def worker_path(zip_path: Path, settings: Settings, repeat: int) -> tuple[float,
     manifest = load_manifest(settings.data_dir / assignment.name, verify=False)
     pool = WarmPool(assignment, settings, size=1)
     pool.start(manifest)
+    pool.fill()  # returns once the first one is started
     walls: list[float] = []
     parts: dict[str, list[float]] = {}
     try:

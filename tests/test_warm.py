@@ -203,6 +203,8 @@ def test_a_worker_killed_while_holding_one_leaves_nothing_behind(
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
     gone(pids)  # bwrap dies with its parent, and the sandbox with bwrap
 
     removed = sweep(work)  # what the next worker does when it starts
