@@ -23,7 +23,8 @@ from grader.leftovers import sweep
 from grader.pipeline import grade
 from grader.result import GradeResult
 from grader.sandbox.base import process_alive
-from grader.sandbox.cgroups import PARENT_NAME, find_cgroups
+from grader.sandbox.cgroups import PARENT_NAME, find_cgroups, mount_points
+from grader.sandbox.views import VIEWS_ROOT
 from grader.warm import WarmPool, WarmSandbox
 from tests.conftest import ROOT
 
@@ -208,8 +209,11 @@ def test_a_worker_killed_while_holding_one_leaves_nothing_behind(
     gone(pids)  # bwrap dies with its parent, and the sandbox with bwrap
 
     removed = sweep(work)  # what the next worker does when it starts
+    sweep(VIEWS_ROOT)  # as root: the read-only views of its paths (a new bwrap sandbox does this)
     find_cgroups(PARENT_NAME)  # sweeps the run groups of dead graders
 
     assert folder in removed
     assert leftovers(work) == []
     assert not any(g.exists() for g in groups)
+    assert not [p for p in VIEWS_ROOT.glob(f"*.{holder.pid}-*")]
+    assert not [m for m in mount_points() if str(work) in str(m) or f".{holder.pid}-" in str(m)]
