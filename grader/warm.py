@@ -253,7 +253,12 @@ class WarmPool:
                 log.exception("a sandbox could not be pre-started; jobs are graded cold")
                 return
             with self._lock:
-                self._ready.append(warm)
+                closed = self._closed
+                if not closed:
+                    self._ready.append(warm)
+            if closed:  # closed while this one was being started
+                warm.close()
+                return
 
     def _ended(self, warm: WarmSandbox) -> None:
         """An unused sandbox ended (expired or failed): remove it; replace it if it expired."""
