@@ -81,10 +81,12 @@ def grade(
             ).with_runtime(time.monotonic() - started)
         if manifest is None:
             manifest = load_manifest(settings.data_dir / assignment.name)
+        runs_in = warm
         if warm is not None and not warm.fits(assignment, manifest):
-            warm.close()
-            warm = None
-        job = _Job(assignment, settings, manifest, submission, work, predictions, warm=warm)
+            warm.stop()  # started for other inputs: the job runs cold, in its folder
+            shutil.rmtree(warm.out, ignore_errors=True)
+            runs_in = None
+        job = _Job(assignment, settings, manifest, submission, work, predictions, warm=runs_in)
         job.cancel = cancel
         parts = job.run()
         result = combine(
@@ -123,7 +125,7 @@ class _Job:
         self.work = work
         self.sandbox = get_sandbox(settings.sandbox)
         self.job_dir = work / "job"
-        self.job_dir.mkdir(exist_ok=warm is not None)
+        self.job_dir.mkdir(exist_ok=True)  # a pre-started sandbox's folder has it already
         self.warm = warm  # runs the first attempt when given
         self.context = JobContext(
             assignment, manifest, self.job_dir, self._checkpoint_name, predictions=predictions,
@@ -159,7 +161,7 @@ class _Job:
         while remaining:
             attempt += 1
             out = self.work / f"out-{attempt}"
-            out.mkdir(exist_ok=attempt == 1 and self.warm is not None)
+            out.mkdir(exist_ok=True)
             finished = self._run_once(remaining, out)
             runs.update({r.name: r for r in finished})
             remaining = [name for name in remaining if name not in runs]

@@ -179,12 +179,16 @@ class WarmSandbox:
         assert self._outcome is not None
         return self._outcome
 
-    def close(self) -> None:
-        """Stop it if it still runs (within one poll), then remove its work folder."""
+    def stop(self) -> None:
+        """Stop it if it still runs (within one poll) and wait until it has ended."""
         with self._lock:
             if self._state in (State.WAITING, State.CLAIMED):
                 self._discard = "closed"
         self._thread.join()
+
+    def close(self) -> None:
+        """``stop``, then remove its work folder."""
+        self.stop()
         shutil.rmtree(self.work, ignore_errors=True)
 
     @property
