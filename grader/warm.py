@@ -156,8 +156,11 @@ class WarmSandbox:
             return True
 
     def fits(self, assignment: Assignment, manifest: Manifest) -> bool:
-        """Started for this spec's parts and limits, with these hidden inputs mounted."""
-        return assignment == self.assignment and manifest.inputs_dir == self.manifest.inputs_dir
+        """Started for this spec's parts and limits, with this build of the hidden inputs opened
+        (a rebuild at the same path, e.g. by ``grader sync-tests``, has other file digests)."""
+        return assignment == self.assignment and (
+            manifest is self.manifest or (manifest.inputs_dir == self.manifest.inputs_dir
+                                          and manifest.files == self.manifest.files))
 
     def go(self, poll: Callable[[Path], str | None], *, wall_s: float) -> RunOutcome | None:
         """Start the claimed job (plan and submission in place) and watch it like a cold run;
@@ -224,8 +227,9 @@ class WarmPool:
         taken: WarmSandbox | None = None
         stale: list[WarmSandbox] = []
         with self._lock:
-            if self._manifest is not None and manifest.inputs_dir != self._manifest.inputs_dir:
-                stale, self._ready = self._ready, []
+            if self._manifest is not None and manifest is not self._manifest:
+                stale = [w for w in self._ready if not w.fits(self.assignment, manifest)]
+                self._ready = [w for w in self._ready if w not in stale]
             self._manifest = manifest
             for warm in list(self._ready):
                 if not warm.alive or not warm.fits(self.assignment, manifest):
