@@ -43,7 +43,10 @@ def run_groups(pid: int) -> dict[Path, set[int]]:
     groups: dict[Path, set[int]] = {}
     for parent in root.parent_dirs():
         for child in parent.glob(f"run-{pid}-*"):
-            procs = (child / "cgroup.procs").read_text().split()
+            try:  # a group may be removed while we look
+                procs = (child / "cgroup.procs").read_text().split()
+            except FileNotFoundError:
+                continue
             groups[child] = {int(p) for p in procs}
     return groups
 
@@ -68,7 +71,7 @@ def gone(pids: Iterable[int]) -> None:
     """The processes end at once; their zombies, re-parented to init, are reaped in seconds."""
     pids = set(pids)
     assert pids
-    wait_until(lambda: not any(process_alive(p) for p in pids), timeout_s=30)
+    wait_until(lambda: not any(process_alive(p) for p in pids), timeout_s=60)
 
 
 def wait_until(condition, timeout_s: float = 300.0) -> None:  # type: ignore[no-untyped-def]
