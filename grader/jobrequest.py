@@ -18,18 +18,19 @@ def threads_of(assignment: Assignment) -> int:
 
 def runner_request(
     assignment: Assignment, settings: Settings, names: list[str], *, submission: Path,
-    inputs: Path, job_dir: Path, out: Path, wall_s: float, wait: bool = False,
+    inputs: Path, job_dir: Path, out: Path, wall_s: float, wait_max_s: float | None = None,
 ) -> RunRequest:
     """The runner on ``names`` with the submission, hidden inputs and job folder mounted
-    read-only; with ``wait``, it prepares and waits for ``/job/go`` before reading the plan."""
+    read-only; with ``wait_max_s``, it prepares and waits (at most that long, then exits) for
+    ``/job/go`` before reading the plan."""
     limits = assignment.limits
     argv = [
         str(settings.sandbox.python), "-I", "-B", "/opt/runner/runner/__main__.py",
         "/job/plan.json", "--submission", "/submission", "--inputs", "/inputs",
         "--job", "/job", "--out", "/out", "--parts", ",".join(names),
     ]
-    if wait:
-        argv += ["--wait", f"/job/{GO_FILE}"]
+    if wait_max_s is not None:
+        argv += ["--wait", f"/job/{GO_FILE}", "--wait-max-s", f"{wait_max_s:g}"]
     return RunRequest(
         argv=tuple(argv),
         python=Path(settings.sandbox.python),

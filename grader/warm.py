@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 600.0  # a sandbox not taken by then is replaced (a fresh one, fresh inputs)
 CLAIM_MARGIN_S = 5.0  # not handed out this close to its expiry
+RUNNER_GRACE_S = 60.0  # a waiting runner exits by itself this long after its expiry
 UNUSED = "pre-started sandbox not used"
 
 
@@ -90,7 +91,11 @@ class WarmSandbox:
         request = runner_request(
             assignment, settings, self.names, submission=self.submission_dir,
             inputs=manifest.inputs_dir, job_dir=self.job_dir, out=self.out,
-            wall_s=max_wait_s + self.job_wall_s + 60.0, wait=True,
+            wall_s=max_wait_s + self.job_wall_s + 60.0,
+            # The runner gives up on its own a little after we would have replaced it: a worker
+            # killed with SIGKILL leaves no runner waiting forever (bwrap's --die-with-parent
+            # was seen to leave the sandbox's own pid 1 and the runner alive).
+            wait_max_s=max_wait_s + RUNNER_GRACE_S,
         )
         try:
             self._sandbox = sandbox or get_sandbox(settings.sandbox)

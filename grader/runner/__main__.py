@@ -216,10 +216,15 @@ def prepare(inputs: Path) -> None:
         open_inputs(path)
 
 
-def wait_for(go: Path, poll_s: float = 0.005) -> None:
-    """Block until the host creates ``go`` (it writes the plan and the submission first)."""
+def wait_for(go: Path, max_s: float, poll_s: float = 0.005) -> bool:
+    """Block until the host creates ``go`` (it writes the plan and the submission first);
+    False after ``max_s``: a host killed without ending us must not leave us waiting forever."""
+    deadline = time.monotonic() + max_s
     while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(poll_s)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,11 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--parts", required=True, help="comma-separated part names, in order")
     parser.add_argument("--wait", help="pre-started: prepare, then wait for this file to appear")
+    parser.add_argument("--wait-max-s", type=float, default=900.0, help="then give up and exit")
     args = parser.parse_args(argv)
     if args.wait:
         prepare(Path(args.inputs))
         Progress(Path(args.out)).event("ready", "")  # the host only notes that the file exists
-        wait_for(Path(args.wait))
+        if not wait_for(Path(args.wait), args.wait_max_s):
+            return 0
     os.chdir(args.submission)
     Runner(args).run(args.parts.split(","))
     Progress(Path(args.out)).event("finished", "")
