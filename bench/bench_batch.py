@@ -1,7 +1,9 @@
 """Batch throughput: submissions per minute of `grader batch` with --jobs 1 and --jobs 2 on the
-same set of good submissions, and the ratio of the two.
+same set of real-size good submissions (the demo's, 40+ MiB each, every copy with its own
+bytes), with sandboxes pre-started (grader/warm.py, the default) and without (today's cold
+path, GRADER_SANDBOX_PRESTART=0). Target: pre-started --jobs 2 at least 1.8 x the cold --jobs 2.
 
-    .venv/bin/python bench/bench_batch.py [--count 8]
+    .venv/bin/python bench/bench_batch.py [--count 40] [--modes cold,prestart]
 
 Uses the demo's hidden data (built under $GRADER_HOME, default var/, as `grader demo` does,
 if it is not there yet) and the demo's trained checkpoints under var/demo/checkpoints when
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -27,6 +30,8 @@ from grader.sandbox.base import available_cores
 from grader.share import sandbox_cpus
 
 GRADER = Path(sys.executable).with_name("grader")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_overhead import machine  # noqa: E402  (a sibling script, not a package)
 
 
 def checkpoints(settings: Settings, num_classes: int, folder: Path) -> dict[str, Path]:
@@ -59,14 +64,16 @@ def make_submissions(folder: Path, count: int, weights: dict[str, Path]) -> None
             zf.writestr("notes.txt", f"benchmark submission {i}\n")
 
 
-def run_batch(source: Path, jobs: int, work: Path) -> tuple[float, list[float]]:
+def run_batch(source: Path, jobs: int, work: Path, mode: str) -> tuple[float, list[float]]:
     """Wall seconds of one `grader batch` run, and each submission's time in the store."""
-    csv = work / f"jobs{jobs}.csv"
+    csv = work / f"{mode}-jobs{jobs}.csv"
+    env = dict(os.environ, GRADER_SANDBOX_PRESTART="1" if mode == "prestart" else "0")
     started = time.perf_counter()
     subprocess.run([str(GRADER), "batch", str(source), "--jobs", str(jobs), "--csv", str(csv)],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - started
-    records = [json.loads(p.read_text()) for p in work.glob(f"jobs{jobs}.results/results/*/v*.json")]
+    records = [json.loads(p.read_text())
+               for p in work.glob(f"{mode}-jobs{jobs}.results/results/*/v*.json")]
     statuses = {r["result"]["status"] for r in records}
     if statuses != {"graded"}:
         sys.exit(f"--jobs {jobs}: expected every submission graded, got {sorted(statuses)}")
@@ -75,8 +82,13 @@ def run_batch(source: Path, jobs: int, work: Path) -> tuple[float, list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=8, help="good submissions in the set")
+    parser.add_argument("--count", type=int, default=40, help="good submissions in the set")
+    parser.add_argument("--modes", default="cold,prestart", help="cold, prestart or both")
     args = parser.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    if not set(modes) <= {"cold", "prestart"}:
+        sys.exit("--modes: cold and/or prestart")
+    print(machine())
     settings = Settings.from_env()
     assignment = load_assignment(settings.assignment_path)
     data = ensure_hidden_data(settings, assignment, echo=print)
@@ -87,16 +99,24 @@ def main() -> None:
         warm = work / "warm.zip"
         warm.write_bytes((work / "in" / "s001.zip").read_bytes())
         subprocess.run([str(GRADER), "grade", str(warm)], check=True, stdout=subprocess.DEVNULL)
+        mib = (work / "in" / "s001.zip").stat().st_size / 2**20
+        print(f"{args.count} submissions of {mib:.1f} MiB each")
         cores = available_cores()
-        results = {}
-        for jobs in (1, 2):
-            wall, each = run_batch(work / "in", jobs, work)
-            results[jobs] = args.count / (wall / 60)
-            cpus = sandbox_cpus(jobs, assignment.limits.cpus, cores)
-            print(f"--jobs {jobs}: {wall:6.1f} s for {args.count} submissions -> "
-                  f"{results[jobs]:5.2f} submissions/min  ({jobs} sandbox{'es' if jobs > 1 else ''} "
-                  f"x {cpus:g} CPU, median {statistics.median(each):.1f} s per submission)")
-    print(f"ratio --jobs 2 / --jobs 1: {results[2] / results[1]:.2f}  ({cores} cores)")
+        results: dict[tuple[str, int], float] = {}
+        for mode in modes:
+            for jobs in (1, 2):
+                wall, each = run_batch(work / "in", jobs, work, mode)
+                rate = results[mode, jobs] = args.count / (wall / 60)
+                cpus = sandbox_cpus(jobs, assignment.limits.cpus, cores)
+                print(f"{mode:<8} --jobs {jobs}: {wall:6.1f} s for {args.count} submissions -> "
+                      f"{rate:5.2f} submissions/min  ({jobs} sandbox{'es' if jobs > 1 else ''} "
+                      f"x {cpus:g} CPU, median {statistics.median(each):.1f} s per submission)")
+            print(f"{mode:<8} ratio --jobs 2 / --jobs 1: "
+                  f"{results[mode, 2] / results[mode, 1]:.2f}  ({cores} cores)")
+    if len(modes) == 2:
+        print(f"prestart --jobs 2 / cold --jobs 2: {results['prestart', 2] / results['cold', 2]:.2f}"
+              "  (target >= 1.8)")
+        print(f"prestart --jobs 1 / cold --jobs 1: {results['prestart', 1] / results['cold', 1]:.2f}")
 
 
 if __name__ == "__main__":

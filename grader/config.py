@@ -327,6 +327,10 @@ class SandboxSettings:
     work_dir: Path | None = None  # where per-run folders are made; default: a temp dir
     cpus: float = 0.0  # CPUs per sandbox; 0: the spec's limits.cpus, shared out among parallel jobs
     memory_bytes: int = 0  # memory per sandbox; 0: the spec's limits.memory_bytes
+    # The worker and `grader batch` start the next job's sandbox while one runs (grader/warm.py).
+    # Off by default until its speed-up is measured on a quiet machine (issue 15).
+    prestart: bool = False
+    prestart_max_wait_s: float = 600.0  # a pre-started sandbox not used by then is replaced
 
 
 @dataclass(frozen=True)
@@ -355,6 +359,8 @@ class Settings:
             docker_image=env.get("GRADER_DOCKER_IMAGE", "cnn-grader-runner:latest"),
             cpus=_number(env, "GRADER_SANDBOX_CPUS", float),
             memory_bytes=_number(env, "GRADER_SANDBOX_MEMORY_BYTES", int),
+            prestart=env.get("GRADER_SANDBOX_PRESTART", "0") not in ("0", "false", "no", ""),
+            prestart_max_wait_s=_number(env, "GRADER_SANDBOX_PRESTART_MAX_WAIT_S", float) or 600.0,
         )
         values: dict[str, Any] = {
             "home": home,

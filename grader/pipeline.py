@@ -11,7 +11,7 @@ import threading
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,18 +20,22 @@ from grader.config import Assignment, Settings
 from grader.datasets.manifest import Manifest, load_manifest
 from grader.errors import Cancelled, GraderFault, SubmissionInvalid
 from grader.intake import Submission, intake, sha256_file
+from grader.jobrequest import RUNNER_DIR as RUNNER_DIR  # tests and tools import it from here
+from grader.jobrequest import runner_request, threads_of
 from grader.judge import combine
 from grader.leftovers import sweep_once
 from grader.parts import JobContext, PartRun, PartSpec, judge_part, plan_entry
 from grader.progress import FILENAME as PROGRESS_FILE
 from grader.progress import ProgressLog
 from grader.result import GradeResult, PartResult, Status
-from grader.sandbox import Mount, RunOutcome, RunRequest, SandboxLimits, get_sandbox
+from grader.sandbox import RunOutcome, get_sandbox
 from grader.sandbox.base import temp_prefix
+
+if TYPE_CHECKING:
+    from grader.warm import WarmSandbox
 
 log = logging.getLogger(__name__)
 
-RUNNER_DIR = Path(__file__).resolve().parent / "runner"
 # A part whose end the host saw more than this after its limit is timed out, even if it ended.
 LATE_SLACK_S = 1.0
 
@@ -44,6 +48,8 @@ def grade(
     manifest: Manifest | None = None,
     predictions: dict[str, np.ndarray] | None = None,
     cancel: threading.Event | None = None,
+    warm: WarmSandbox | None = None,
+    sha256: str = "",
 ) -> GradeResult:
     """Grade one submission; a student's failure comes back as a result, not raised.
 
@@ -52,13 +58,22 @@ def grade(
     ``"<part>/<split>"`` (for the staff's similarity check). Once ``cancel`` is set, the
     sandbox's poll callback raises ``Cancelled``: the sandbox kills the job and the work
     folder is removed on the way out (``grader batch`` stops this way on Ctrl-C).
+    ``warm``, a claimed pre-started sandbox (grader/warm.py), runs the first attempt of the
+    parts and is destroyed on the way out, used or not. ``sha256``: the archive's digest
+    when the caller has just verified it (not computed again).
     """
     started = time.monotonic()
     sweep_once(settings.sandbox.work_dir)  # what a killed grader left in the work folder
-    work = Path(tempfile.mkdtemp(prefix=temp_prefix("grade"), dir=settings.sandbox.work_dir))
+    if warm is not None and manifest is not None and not warm.fits(assignment, manifest):
+        warm.close()
+        warm = None
+    if warm is not None:
+        work = warm.work
+    else:
+        work = Path(tempfile.mkdtemp(prefix=temp_prefix("grade"), dir=settings.sandbox.work_dir))
     try:
         try:
-            submission = intake(archive, work / "submission", assignment=assignment)
+            submission = intake(archive, work / "submission", assignment=assignment, sha256=sha256)
         except SubmissionInvalid as exc:
             return GradeResult.failed(
                 exc, submission_sha256=_sha_or_empty(archive), assignment=assignment.name,
@@ -66,7 +81,12 @@ def grade(
             ).with_runtime(time.monotonic() - started)
         if manifest is None:
             manifest = load_manifest(settings.data_dir / assignment.name)
-        job = _Job(assignment, settings, manifest, submission, work, predictions)
+        runs_in = warm
+        if warm is not None and not warm.fits(assignment, manifest):
+            warm.stop()  # started for other inputs: the job runs cold, in its folder
+            shutil.rmtree(warm.out, ignore_errors=True)
+            runs_in = None
+        job = _Job(assignment, settings, manifest, submission, work, predictions, warm=runs_in)
         job.cancel = cancel
         parts = job.run()
         result = combine(
@@ -75,6 +95,8 @@ def grade(
         )
         return result.with_runtime(time.monotonic() - started)
     finally:
+        if warm is not None:
+            warm.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -94,6 +116,7 @@ class _Job:
     def __init__(
         self, assignment: Assignment, settings: Settings, manifest: Manifest,
         submission: Submission, work: Path, predictions: dict[str, np.ndarray] | None = None,
+        *, warm: WarmSandbox | None = None,
     ) -> None:
         self.assignment = assignment
         self.settings = settings
@@ -102,7 +125,8 @@ class _Job:
         self.work = work
         self.sandbox = get_sandbox(settings.sandbox)
         self.job_dir = work / "job"
-        self.job_dir.mkdir()
+        self.job_dir.mkdir(exist_ok=True)  # a pre-started sandbox's folder has it already
+        self.warm = warm  # runs the first attempt when given
         self.context = JobContext(
             assignment, manifest, self.job_dir, self._checkpoint_name, predictions=predictions,
         )
@@ -114,7 +138,7 @@ class _Job:
 
     def _write_plan(self) -> dict[str, Any]:
         parts = [plan_entry(spec, self.context) for spec in self.assignment.parts]
-        plan = {"threads": max(1, int(self.assignment.limits.cpus)), "parts": parts}
+        plan = {"threads": threads_of(self.assignment), "parts": parts}
         (self.job_dir / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
         return plan
 
@@ -137,7 +161,7 @@ class _Job:
         while remaining:
             attempt += 1
             out = self.work / f"out-{attempt}"
-            out.mkdir()
+            out.mkdir(exist_ok=True)
             finished = self._run_once(remaining, out)
             runs.update({r.name: r for r in finished})
             remaining = [name for name in remaining if name not in runs]
@@ -160,29 +184,19 @@ class _Job:
                 log.exception("reading the progress of %s failed", names)
             return progress.overdue(limits_s, startup_s=limits.startup_s)
 
-        request = RunRequest(
-            argv=(
-                str(self.settings.sandbox.python), "-I", "-B", "/opt/runner/runner/__main__.py",
-                "/job/plan.json", "--submission", "/submission", "--inputs", "/inputs",
-                "--job", "/job", "--out", "/out", "--parts", ",".join(names),
-            ),
-            python=Path(self.settings.sandbox.python),
-            mounts=(
-                Mount(self.submission.root, "/submission"),
-                Mount(self.manifest.inputs_dir, "/inputs"),
-                Mount(self.job_dir, "/job"),
-                Mount(RUNNER_DIR, "/opt/runner/runner"),
-            ),
-            output_dir=out,
-            limits=SandboxLimits(
-                wall_s=wall_s, memory_bytes=limits.memory_bytes, processes=limits.processes,
-                output_bytes=limits.output_bytes, tmp_bytes=limits.tmp_bytes, cpus=limits.cpus,
-                log_bytes=limits.log_bytes,
-            ),
-            env=_sandbox_env(int(self.plan["threads"])),
-            cwd="/tmp",
-        )
-        outcome = self.sandbox.run(request, poll=poll)
+        warm, self.warm = self.warm, None  # the first attempt only
+        outcome = None
+        if warm is not None and warm.names == names and warm.out == out:
+            outcome = warm.go(poll, wall_s=wall_s)
+            if outcome is None:  # it ended before its job started: run it cold in a clean /out
+                shutil.rmtree(out)
+                out.mkdir()
+        if outcome is None:
+            request = runner_request(
+                self.assignment, self.settings, names, submission=self.submission.root,
+                inputs=self.manifest.inputs_dir, job_dir=self.job_dir, out=out, wall_s=wall_s,
+            )
+            outcome = self.sandbox.run(request, poll=poll)
         ended = time.monotonic()  # the job is dead and its output copied
         self.outcomes.append(outcome)
         # The copy in ``out`` holds what the live file held: read on from the same offset,
@@ -292,18 +306,3 @@ class _Job:
 def _too_slow(spec: PartSpec) -> str:
     return (f"{spec.title} did not finish within {spec.time_limit_s:g} s on the hidden tests; "
             "make it faster or check for an endless loop.")
-
-
-def _sandbox_env(threads: int) -> dict[str, str]:
-    """The whole environment inside: no secrets, no proxies, offline hubs, thread counts."""
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": "/tmp",
-        "LANG": "C.UTF-8",
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "OPENBLAS_NUM_THREADS": str(threads),
-        "TORCH_HOME": "/tmp/torch",
-        "HF_HUB_OFFLINE": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-    }

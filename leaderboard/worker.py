@@ -34,6 +34,7 @@ from grader.faults import grade_or_fault
 from grader.leftovers import sweep_once
 from grader.result import GradeResult, Status
 from grader.share import spec_for_jobs
+from grader.warm import grade_warm, start_pool
 from leaderboard.archives import archive_for, discard_archive
 from leaderboard.db import make_engine, session_scope
 from leaderboard.models import AssignmentRow, WorkerBeat, utcnow
@@ -99,6 +100,8 @@ class LabGrading:
         self.graded_spec, self.cpus = spec_for_jobs(spec, threads, settings.grader.sandbox)
         self.hidden = HiddenData(settings.grader.data_dir / spec.name)
         self.similarity = SimilarityUpdater(settings, spec, engine)
+        # Each grading thread finds the next job's sandbox started (grader/warm.py), if enabled.
+        self.pool = start_pool(self.graded_spec, settings.grader, self.hidden.current(), size=threads)
 
 
 class Grader:
@@ -160,10 +163,12 @@ class Grader:
         return self.spec
 
     def close(self) -> None:
-        """Finish the similarity updates; release the database connections."""
+        """Stop the pre-started sandboxes; finish the similarity updates; release the database."""
         with self._lock:
             labs = list(self._labs.values())
         for each in labs:
+            if each.pool is not None:
+                each.pool.close()
             each.similarity.close()
         self.engine.dispose()
 
@@ -209,8 +214,6 @@ class Grader:
                 self.graded += 1
 
     def _grade(self, taken: Claim, predictions: dict[str, np.ndarray] | None = None) -> GradeResult:
-        from grader.pipeline import grade  # heavy (numpy, the sandbox); only workers need it
-
         spec = self.spec_of(taken.assignment_id)
 
         def run() -> GradeResult:
@@ -222,8 +225,10 @@ class Grader:
             manifest = lab.hidden.current()
             max_bytes = self.settings.max_upload_bytes or spec.limits.upload_bytes
             with archive_for(taken, self.settings, max_bytes=max_bytes) as archive:
-                return grade(archive, lab.graded_spec, self.settings.grader, manifest=manifest,
-                             predictions=predictions)
+                # archive_for verified the digest when the claim carries one: not hashed again
+                return grade_warm(lab.pool, archive, lab.graded_spec, self.settings.grader,
+                                  manifest=manifest, predictions=predictions,
+                                  sha256=taken.archive_sha256)
 
         return grade_or_fault(run, spec, label=f"submission {taken.submission_id}")
 

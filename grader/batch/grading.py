@@ -25,6 +25,7 @@ from grader.faults import grade_or_fault
 from grader.intake import sha256_file
 from grader.result import GradeResult, Status
 from grader.share import spec_for_jobs
+from grader.warm import WarmPool, grade_warm, start_pool
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class _Batch:
         self.report = Report(submissions=len(found))
         self.progress: Progress | None = None
         self.predictions: dict[str, dict[str, np.ndarray]] = {}  # by zip, from grade() until kept
+        self.pool: WarmPool | None = None
 
     def sources(self, sha: str) -> tuple[Source, ...]:
         return tuple(Source(f.student, f.label, f.mtime) for f in self.by_sha[sha])
@@ -135,12 +137,10 @@ class _Batch:
     # ---- called by the runner
 
     def grade(self, task: Task, cancel: threading.Event) -> GradeResult:
-        from grader.pipeline import grade as grade_zip  # heavy: the sandbox and the judge
-
         predictions: dict[str, np.ndarray] = {}
         result = grade_or_fault(
-            lambda: grade_zip(task.archive, self.graded_spec, self.settings, manifest=self.manifest,
-                          predictions=predictions, cancel=cancel),
+            lambda: grade_warm(self.pool, task.archive, self.graded_spec, self.settings,
+                               manifest=self.manifest, predictions=predictions, cancel=cancel),
             self.graded_spec, label=str(task.archive), submission_sha256=task.sha256)
         self.predictions[task.sha256] = predictions
         return result
@@ -215,12 +215,15 @@ class _Batch:
             self.publish(sha)
         if tasks:
             self.manifest = self.load_manifest()
+            self.pool = start_pool(self.graded_spec, self.settings, self.manifest, size=self.jobs)
         self.progress = Progress(len(tasks), stream=self.stream, jobs=self.jobs)
         try:
             _outcomes, interrupted = run_tasks(tasks, grade=self.grade, jobs=self.jobs, keep=self.keep,
                                                on_done=self.done, tick=self.progress.tick)
         finally:
             self.progress.close()
+            if self.pool is not None:
+                self.pool.close()
         self.report.interrupted = interrupted
         if not interrupted:
             self._rows()
@@ -317,12 +320,10 @@ def regrade_store(
     predictions: dict[str, dict[str, np.ndarray]] = {}
 
     def grade(task: Task, cancel: threading.Event) -> GradeResult:
-        from grader.pipeline import grade as grade_zip  # heavy: the sandbox and the judge
-
         found: dict[str, np.ndarray] = {}
         result = grade_or_fault(
-            lambda: grade_zip(task.archive, graded_spec, settings, manifest=loaded, predictions=found,
-                              cancel=cancel),
+            lambda: grade_warm(pool, task.archive, graded_spec, settings, manifest=loaded,
+                               predictions=found, cancel=cancel),
             graded_spec, label=str(task.archive), submission_sha256=task.sha256)
         predictions[task.sha256] = found
         return result
@@ -337,6 +338,7 @@ def regrade_store(
         ))
 
     loaded = manifest() if tasks else None
+    pool = start_pool(graded_spec, settings, loaded, size=jobs)
     progress = Progress(len(tasks), stream=stream, jobs=jobs)
     try:
         outcomes, report.interrupted = run_tasks(
@@ -344,6 +346,8 @@ def regrade_store(
             on_done=lambda o: progress.add(o.task.label, o.result, o.seconds))
     finally:
         progress.close()
+        if pool is not None:
+            pool.close()
     after = {o.task.sha256: o.result for o in outcomes}
     report.graded_now = len(after)
     for row in newest:

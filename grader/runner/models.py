@@ -13,6 +13,17 @@ class PartFailed(Exception):
     """A student-caused failure of one part, with the sentence the student reads."""
 
 
+_OPENED: dict[str, np.ndarray] = {}
+
+
+def open_inputs(path: Path) -> np.ndarray:
+    """The memory-mapped hidden inputs at ``path``, opened once per process."""
+    key = os.fspath(path)
+    if key not in _OPENED:
+        _OPENED[key] = np.load(path, mmap_mode="r", allow_pickle=False)
+    return _OPENED[key]
+
+
 def load_state_dict(path: Path, max_bytes: int) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` on the CPU after a size check."""
     import torch
@@ -95,12 +106,12 @@ def classify_split(
     """
     import torch
 
-    data = np.load(inputs, mmap_mode="r", allow_pickle=False)
+    data = open_inputs(inputs)
     scale = 255.0 if data.dtype == np.uint8 else 1.0
     n = data.shape[0]
     predictions = np.empty(n, dtype=np.int64)
     model.eval()
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             x = torch.from_numpy(np.array(data[start:stop])).float()

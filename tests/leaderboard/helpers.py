@@ -98,6 +98,7 @@ def worker_env(settings: WebSettings, **extra: str) -> dict[str, str]:
         GRADER_COURSE_DIR=str(settings.grader.course_dir),
         GRADER_SANDBOX=settings.grader.sandbox.backend,
         GRADER_SANDBOX_PYTHON=str(settings.grader.sandbox.python),
+        GRADER_SANDBOX_PRESTART="1" if settings.grader.sandbox.prestart else "0",
         LEADERBOARD_INSTANCE=str(settings.instance_path),
         LEADERBOARD_DATABASE_URL=settings.db_url,
         LEADERBOARD_QUEUE_URL=settings.queue_url,
