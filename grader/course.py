@@ -50,8 +50,15 @@ def load_named(name: str, course_dir: Path) -> Assignment:
 
 
 def selected(settings: Settings, name: str | None = None) -> Assignment:
-    """``--assignment NAME`` when given, else the settings' own (``GRADER_ASSIGNMENT``)."""
+    """``--assignment NAME`` when given, else the settings' own (``GRADER_ASSIGNMENT``); the
+    settings' own is found by its name too, wherever its folder is (as ``load_course`` has it)."""
     if name:
+        try:
+            default = load_assignment(settings.assignment_path)
+        except SpecError:
+            default = None  # a broken default does not stop another assignment
+        if default is not None and name == default.name:
+            return default
         return load_named(name, settings.course_dir)
     return load_assignment(settings.assignment_path)
 
