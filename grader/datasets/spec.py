@@ -27,6 +27,8 @@ from grader.datasets.synthetic import IMAGE_SIZE as SYNTHETIC_SIZE
 from grader.datasets.synthetic import MAX_CLASSES, STYLES
 from grader.datasets.transforms import TRANSFORMS
 from grader.errors import SpecError
+from grader.parts.spec import no_extra as _no_extra
+from grader.parts.spec import take as _take
 
 SOURCES = ("idx", "image_folder", "synthetic", "transform")
 DEFAULT_SEED = 1234
@@ -113,26 +115,8 @@ class DatasetSpec:
 # --------------------------------------------------------------------------- parsing
 
 
-def _take(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in table:
-        raise SpecError(f"{where}: missing key '{key}'")
-    value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise SpecError(f"{where}: key '{key}' must be {name}, got {value!r}")
-    return value
-
-
 def _get(table: Mapping[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
     return _take(table, key, kind, where) if key in table else default
-
-
-def _no_extra(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        raise SpecError(f"{where}: unknown key '{extra[0]}' (allowed: {', '.join(sorted(allowed))})")
 
 
 def _whole(table: Mapping[str, Any], key: str, where: str, default: int | None, low: int) -> Any:
