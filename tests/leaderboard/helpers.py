@@ -275,3 +275,26 @@ def wait_done(stack: Stack, ids: list[int], timeout_s: float = 150) -> dict[int,
 def results_of(stack: Stack, sub_id: int) -> int:
     with Session(stack.engine) as session:
         return session.exec(select(func.count(Result.id)).where(Result.submission_id == sub_id)).one()
+
+
+def browser_signed_in(browser: Any, stack: Stack, role: str, *, width: int,
+                      bypass_csp: bool = False) -> Any:
+    """A browser context at ``width`` px signed in to ``stack`` as a ``student`` (s001), an
+    ``instructor``, or nobody (any other role); ``bypass_csp`` lets a test inject its scripts."""
+    import re
+
+    context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=bypass_csp)
+    page = context.new_page()
+    if role == "student":
+        page.goto(stack.server.url + "/login")
+        page.fill("#secret", stack.roster.secrets["s001"])
+        page.click("main button[type=submit]")
+        page.wait_for_load_state()
+    elif role == "instructor":
+        page.goto(stack.server.url + "/staff/login")
+        page.fill("#username", INSTRUCTOR[0])
+        page.fill("#password", INSTRUCTOR[1])
+        page.click("main button[type=submit]")
+        page.wait_for_url(re.compile(r"/staff/?$"))
+    page.close()
+    return context

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from tests.leaderboard.helpers import (
-    INSTRUCTOR,
     ROOT,
     SCREENSHOTS,
     Stack,
     api_upload,
+    browser_signed_in,
     build_stack,
     close_stack,
     wait_done,
@@ -67,21 +67,7 @@ def page_paths(stack: Stack) -> list[str]:
 
 
 def _context(browser: Any, stack: Stack, role: str) -> Any:
-    context = browser.new_context(viewport={"width": WIDTHS[0], "height": 900}, bypass_csp=True)
-    page = context.new_page()
-    if role == "student":
-        page.goto(stack.server.url + "/login")
-        page.fill("#secret", stack.roster.secrets["s001"])
-        page.click("main button[type=submit]")
-        page.wait_for_load_state()
-    elif role == "instructor":
-        page.goto(stack.server.url + "/staff/login")
-        page.fill("#username", INSTRUCTOR[0])
-        page.fill("#password", INSTRUCTOR[1])
-        page.click("main button[type=submit]")
-        page.wait_for_url(re.compile(r"/staff/?$"))
-    page.close()
-    return context
+    return browser_signed_in(browser, stack, role, width=WIDTHS[0], bypass_csp=True)
 
 
 def _axe(page: Any) -> list[dict[str, Any]]:

@@ -21,10 +21,10 @@ from sqlmodel import Session
 from leaderboard.accounts import set_display_name
 from leaderboard.models import Student
 from tests.leaderboard.helpers import (
-    INSTRUCTOR,
     SCREENSHOTS,
     Stack,
     api_upload,
+    browser_signed_in,
     build_stack,
     close_stack,
     wait_done,
@@ -85,21 +85,7 @@ def page_paths(stack: Stack) -> list[str]:
 
 
 def signed_in(browser: Any, stack: Stack, role: str, width: int = DESK) -> Any:
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    page = context.new_page()
-    if role == "student":
-        page.goto(stack.server.url + "/login")
-        page.fill("#secret", stack.roster.secrets["s001"])
-        page.click("main button[type=submit]")
-        page.wait_for_load_state()
-    elif role == "instructor":
-        page.goto(stack.server.url + "/staff/login")
-        page.fill("#username", INSTRUCTOR[0])
-        page.fill("#password", INSTRUCTOR[1])
-        page.click("main button[type=submit]")
-        page.wait_for_url(re.compile(r"/staff/?$"))
-    page.close()
-    return context
+    return browser_signed_in(browser, stack, role, width=width)
 
 
 def _slug(path: str) -> str:
