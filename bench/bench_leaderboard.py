@@ -41,8 +41,11 @@ from grader.config import load_assignment  # noqa: E402
 from leaderboard.accounts import hash_secret  # noqa: E402
 from leaderboard.db import make_engine, upgrade  # noqa: E402
 from leaderboard.models import Student, Submission  # noqa: E402
-from leaderboard.ranking import compute_board  # noqa: E402
-from leaderboard.submissions import ensure_assignment, refresh_board_entry  # noqa: E402
+from leaderboard.ranking import (  # noqa: E402
+    compute_board,
+    ensure_assignment,
+    refresh_board_entry,
+)
 
 WEIGHTS = {"ORIG": 0.6, "AUG": 0.3, "NEW": 0.1}
 TARGET_P99_MS = 50.0

@@ -41,8 +41,8 @@ from grader.config import load_assignment  # noqa: E402
 from leaderboard.accounts import RosterEntry, import_roster, student_secret  # noqa: E402
 from leaderboard.db import make_engine, session_scope, upgrade  # noqa: E402
 from leaderboard.models import Result, Submission  # noqa: E402
+from leaderboard.ranking import ensure_assignment  # noqa: E402
 from leaderboard.settings import WebSettings  # noqa: E402
-from leaderboard.submissions import ensure_assignment  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PENDING = {"queued", "running"}

@@ -24,8 +24,8 @@ from typing import BinaryIO
 from grader.errors import GraderFault
 from grader.intake import sha256_file
 from grader.sandbox.base import temp_prefix
+from leaderboard.claims import Claim
 from leaderboard.settings import WebSettings
-from leaderboard.submissions import Claim
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import IO
 from flask import Flask, current_app, request, session
 from flask import Request as FlaskRequest
 
-from leaderboard.app import upload_limit
-from leaderboard.submissions import human_bytes, upload_too_large_message
+from leaderboard.context import upload_limit
+from leaderboard.uploads import human_bytes, upload_too_large_message
 
 UPLOAD_ENDPOINTS = frozenset({"student.upload", "api.create_submission"})
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart framing and the CSRF field around the zip

@@ -17,9 +17,8 @@ from leaderboard import accounts
 from leaderboard.db import session_scope, upgrade
 from leaderboard.gradebook import gradebook_csv
 from leaderboard.models import AssignmentRow, Student
-from leaderboard.ranking import freeze_board
+from leaderboard.ranking import ensure_assignment, freeze_board
 from leaderboard.reports import grades_csv
-from leaderboard.submissions import ensure_assignment
 
 
 def _svc() -> Any:

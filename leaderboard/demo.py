@@ -30,16 +30,12 @@ from leaderboard.accounts import (
     import_roster,
     student_secret,
 )
+from leaderboard.claims import claim, record_result
 from leaderboard.db import make_engine, session_scope, upgrade
 from leaderboard.models import AssignmentRow, Student, Submission
+from leaderboard.ranking import ensure_assignment
 from leaderboard.settings import WebSettings
-from leaderboard.submissions import (
-    accept_upload,
-    claim,
-    ensure_assignment,
-    record_result,
-    store_archive,
-)
+from leaderboard.uploads import accept_upload, store_archive
 
 log = logging.getLogger(__name__)
 

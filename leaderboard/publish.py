@@ -22,19 +22,12 @@ from sqlmodel import Session, col, select
 
 from grader.config import Settings, load_assignment
 from grader.result import GradeResult
+from leaderboard.claims import claim, record_result, request_regrade
 from leaderboard.db import make_engine, session_scope
 from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus
+from leaderboard.ranking import ensure_assignment
 from leaderboard.settings import WebSettings
-from leaderboard.submissions import (
-    UploadRefused,
-    accept_upload,
-    claim,
-    ensure_assignment,
-    keeps_archive,
-    record_result,
-    request_regrade,
-    store_archive,
-)
+from leaderboard.uploads import UploadRefused, accept_upload, keeps_archive, store_archive
 
 log = logging.getLogger(__name__)
 

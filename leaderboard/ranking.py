@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from grader.config import Assignment, PartSpec
@@ -29,16 +31,80 @@ from leaderboard.models import (
     AssignmentRow,
     BoardEntry,
     FrozenRow,
+    Result,
     Student,
     Submission,
     SubmissionStatus,
     utcnow,
 )
-from leaderboard.submissions import bump_board
 
 log = logging.getLogger(__name__)
 
 ANONYMOUS = "(no display name)"
+
+
+# --------------------------------------------------------------------------- board upkeep
+
+
+def ensure_assignment(session: Session, *, spec: Assignment) -> AssignmentRow:
+    """The row of this assignment, made on first use."""
+    row = session.exec(select(AssignmentRow).where(AssignmentRow.name == spec.name)).first()
+    if row is None:
+        row = AssignmentRow(name=spec.name, title=spec.title)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def bump_board(session: Session, *, assignment_id: int) -> None:
+    """Tell every process that the leaderboard changed (their caches key on this number)."""
+    session.execute(
+        update(AssignmentRow)
+        .where(col(AssignmentRow.id) == assignment_id)
+        .values(board_version=AssignmentRow.board_version + 1)
+    )
+
+
+def refresh_board_entry(session: Session, *, assignment_id: int, student_id: int) -> None:
+    """Recompute one student's best submissions (public and final), and their earliest upload
+    whose current result passed every part (the bonus rule's test), into ``board_entry``.
+
+    The student's row is locked first (PostgreSQL; SQLite writes are serial anyway), so two
+    results of one student recorded at once cannot overwrite each other's best.
+    """
+    session.exec(select(Student.id).where(Student.id == student_id).with_for_update()).first()
+    values: dict[str, object] = {}
+    for scope, column in (("public", Submission.rank_value_public), ("final", Submission.rank_value)):
+        ranked = col(column)
+        best = session.exec(
+            select(Submission.id, ranked, Submission.created_at)
+            .where(
+                Submission.assignment_id == assignment_id,
+                Submission.student_id == student_id,
+                ranked.is_not(None),
+            )
+            .order_by(ranked.desc(), col(Submission.created_at), col(Submission.id))
+            .limit(1)
+        ).first()
+        values[f"{scope}_submission_id"] = best[0] if best else None
+        values[f"{scope}_value"] = best[1] if best else None
+        values[f"{scope}_created_at"] = best[2] if best else None
+    values["all_passed_at"] = session.exec(
+        select(Submission.created_at)
+        .join(Result, col(Result.id) == col(Submission.result_id))
+        .where(
+            Submission.assignment_id == assignment_id,
+            Submission.student_id == student_id,
+            Result.passed == True,  # noqa: E712
+        )
+        .order_by(col(Submission.created_at))
+        .limit(1)
+    ).first()
+    dialect = session.get_bind().dialect.name
+    upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(BoardEntry).values(
+        assignment_id=assignment_id, student_id=student_id, **values
+    )
+    session.execute(upsert.on_conflict_do_update(index_elements=["assignment_id", "student_id"], set_=values))
 
 
 @dataclass(frozen=True)

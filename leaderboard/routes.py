@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, abort, g
 
-from leaderboard.app import lab, services
+from leaderboard.context import lab, services
 
 PREFIX = "/a/<assignment>"
 # Blueprints whose pages are about one assignment, and the endpoints of theirs that are not.

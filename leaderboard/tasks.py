@@ -3,7 +3,7 @@
 A job carries only a submission id. The database holds the state, so a job that is lost
 (a dead worker, a flushed queue) is found again by ``sweep``: stuck ``running`` rows are
 re-queued and ``queued`` rows missing from the queue are enqueued again. Running a job
-twice is harmless: the claim in ``leaderboard.submissions`` lets only one run record.
+twice is harmless: the claim in ``leaderboard.claims`` lets only one run record.
 """
 
 from __future__ import annotations

@@ -36,24 +36,23 @@ from grader.result import GradeResult, Status
 from grader.share import spec_for_jobs
 from grader.warm import grade_warm, start_pool
 from leaderboard.archives import archive_for, discard_archive
-from leaderboard.db import make_engine, session_scope
-from leaderboard.models import AssignmentRow, WorkerBeat, utcnow
-from leaderboard.ranking import maybe_auto_freeze
-from leaderboard.settings import WebSettings
-from leaderboard.similarity import SimilarityUpdater
-from leaderboard.submissions import (
+from leaderboard.claims import (
     Claim,
     claim,
-    ensure_assignment,
     heartbeat,
-    keeps_archive,
     mark_enqueued,
     queued_since,
     record_result,
     release_for_retry,
     sweep_stuck,
 )
+from leaderboard.db import make_engine, session_scope
+from leaderboard.models import AssignmentRow, WorkerBeat, utcnow
+from leaderboard.ranking import ensure_assignment, maybe_auto_freeze
+from leaderboard.settings import WebSettings
+from leaderboard.similarity import SimilarityUpdater
 from leaderboard.tasks import GradingQueue
+from leaderboard.uploads import keeps_archive
 
 log = logging.getLogger(__name__)
 

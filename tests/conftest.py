@@ -7,9 +7,13 @@ import fcntl
 import os
 import subprocess
 import sys
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from grader.config import Assignment, SandboxSettings, Settings, load_assignment
 
@@ -18,6 +22,25 @@ SOLUTION = ROOT / "hidden_tests" / "cnn" / "solution"
 # Small synthetic dogs-and-cats splits keep a full grade at a few seconds; FashionMNIST is
 # the real 10,000-image test set.
 TEST_SPLIT_COUNTS = {"ORIG": 48, "AUG": 48, "NEW": 48}
+
+
+_ENGINES_USED: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@event.listens_for(Engine, "engine_connect")
+def _remember_the_engine(connection) -> None:  # type: ignore[no-untyped-def]
+    _ENGINES_USED.add(connection.engine)
+
+
+@pytest.fixture(autouse=True)
+def _engines_closed_after_each_test() -> Iterator[None]:
+    """Closes the pooled connections of every engine a test used and left open (an app built
+    by a test, a worker it started): otherwise the garbage collector closes them in whichever
+    later test it runs, and psycopg's warning fails that unrelated test."""
+    yield
+    for engine in list(_ENGINES_USED):
+        engine.dispose()
+    _ENGINES_USED.clear()
 
 
 @pytest.fixture(scope="session")

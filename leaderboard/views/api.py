@@ -27,13 +27,18 @@ from flask import (
 
 from leaderboard.accounts import student_by_secret
 from leaderboard.apidocs import SECRET_VAR, Example, curl_example, curl_examples
-from leaderboard.app import db, lab, services
+from leaderboard.context import db, is_frozen, lab, load_result, services, upload_limit
 from leaderboard.models import Student, Submission
 from leaderboard.openapi import SCHEMAS, Answer, document, operation, refusal
 from leaderboard.present import submission_json
-from leaderboard.submissions import UploadRefused, human_bytes, remaining_attempts, student_submissions
+from leaderboard.uploads import (
+    UploadRefused,
+    human_bytes,
+    receive_upload,
+    remaining_attempts,
+    student_submissions,
+)
 from leaderboard.views.auth import check_sign_in, current_student, sign_in_failed, sign_in_limits
-from leaderboard.views.student import is_frozen, load_result, receive_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -130,7 +135,8 @@ def create_submission() -> Response:
     else:
         return _error("Send the zip as the multipart field 'file' or as application/zip.", 400)
     try:
-        sub = receive_upload(student, stream, filename)
+        sub = receive_upload(db(), services(), lab(), student_id=student.id or 0, stream=stream,
+                             filename=filename, max_bytes=upload_limit())
     except UploadRefused as exc:
         return _error(exc.message, exc.http_status, exc.retry_after_s)
     body = submission_json(sub, None, lab().spec, frozen=is_frozen())

@@ -23,7 +23,7 @@ from flask import (
 from werkzeug.exceptions import TooManyRequests
 
 from leaderboard.accounts import authenticate_instructor, student_by_secret
-from leaderboard.app import db, services
+from leaderboard.context import db, services
 from leaderboard.models import Instructor, Student, utcnow
 from leaderboard.throttle import (
     Limit,

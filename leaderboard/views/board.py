@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request, session
 from markupsafe import Markup
 
-from leaderboard.app import db, lab, services
+from leaderboard.context import db, lab, services
 from leaderboard.openapi import Answer, operation
 from leaderboard.ranking import Board, BoardRow
 from leaderboard.views.auth import current_student

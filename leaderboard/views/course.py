@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, url_for
 
-from leaderboard.app import services
+from leaderboard.context import services
 from leaderboard.views import board
 
 bp = Blueprint("course", __name__)

@@ -14,7 +14,7 @@ import hmac
 
 from flask import Blueprint, Response, abort, request, send_file
 
-from leaderboard.app import db, services
+from leaderboard.context import db, services
 from leaderboard.models import Submission, SubmissionStatus
 
 bp = Blueprint("internal", __name__, url_prefix="/internal")

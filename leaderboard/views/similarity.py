@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request
 
-from leaderboard.app import db, lab, services
+from leaderboard.context import db, lab, services
 from leaderboard.similarity import SHARED_START_NOTE, legend, overview, pair_detail
 from leaderboard.views.auth import instructor_required
 

@@ -13,7 +13,8 @@ from sqlmodel import col, select
 
 from grader.datasets.provenance import data_notes
 from grader.result import GradeResult
-from leaderboard.app import db, lab, services
+from leaderboard.claims import request_regrade
+from leaderboard.context import db, lab, services
 from leaderboard.gradebook import gradebook_csv as gradebook
 from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus, utcnow
 from leaderboard.present import STATUS_LABELS, part_views, status_label
@@ -31,7 +32,6 @@ from leaderboard.reports import (
     uploads_per_day,
 )
 from leaderboard.staff_charts import per_day, score_histogram
-from leaderboard.submissions import request_regrade
 from leaderboard.views.auth import current_instructor, instructor_required
 
 log = logging.getLogger(__name__)

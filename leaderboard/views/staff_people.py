@@ -13,7 +13,7 @@ from sqlmodel import col, select
 
 from grader.spreadsheet import safe_cell
 from leaderboard import accounts
-from leaderboard.app import db, lab, services
+from leaderboard.context import db, lab, services
 from leaderboard.models import Student, Submission
 from leaderboard.reports import result_flags, student_activity, student_submissions, submission_log
 from leaderboard.staff_charts import score_history

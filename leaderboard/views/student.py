@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import IO, Any
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -20,22 +20,20 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from grader.config import Assignment
 from grader.datasets.provenance import data_notes
-from grader.result import GradeResult
 from grader.visible import public_only
 from leaderboard.accounts import AccountError, set_display_name
-from leaderboard.app import db, lab, services, upload_limit
 from leaderboard.bodies import drain, too_large_message
 from leaderboard.charts import ScoreChart, score_chart
-from leaderboard.models import AssignmentRow, Result, Student, Submission, SubmissionStatus
+from leaderboard.context import db, is_frozen, lab, load_result, services, upload_limit
+from leaderboard.models import Student, Submission, SubmissionStatus
 from leaderboard.present import part_views
+from leaderboard.ranking import bump_board
 from leaderboard.security import error_response
-from leaderboard.submissions import (
+from leaderboard.uploads import (
     UploadRefused,
-    accept_upload,
-    bump_board,
     human_bytes,
+    receive_upload,
     remaining_attempts,
-    store_archive,
     student_submissions,
     upload_too_large_message,
 )
@@ -44,45 +42,6 @@ from leaderboard.views.auth import current_student, student_required
 log = logging.getLogger(__name__)
 
 bp = Blueprint("student", __name__)
-
-
-def receive_upload(student: Student, stream: IO[bytes], filename: str) -> Submission:
-    """Store, record and queue one upload; raises ``UploadRefused`` with the reason."""
-    svc = services()
-    archive = store_archive(stream, upload_dir=svc.settings.upload_dir, max_bytes=upload_limit())
-    session = db()
-    try:
-        assignment = _assignment_row()
-        sub = accept_upload(
-            session,
-            settings=svc.settings,
-            spec=lab().spec,
-            assignment=assignment,
-            student_id=student.id or 0,
-            archive=archive,
-            filename=filename,
-        )
-        session.commit()
-    except BaseException:
-        session.rollback()
-        archive.path.unlink(missing_ok=True)
-        raise
-    try:
-        svc.queue.enqueue(sub.id or 0, priority=sub.priority)
-    except Exception:  # the sweep enqueues it again later; the upload itself is safe
-        log.exception("submission %s: could not enqueue; the sweep will retry", sub.id)
-    return sub
-
-
-def _assignment_row(assignment_id: int | None = None) -> AssignmentRow:
-    row = db().get(AssignmentRow, assignment_id or lab().id)
-    assert row is not None
-    return row
-
-
-def is_frozen(assignment_id: int | None = None) -> bool:
-    """Whether this request's assignment (or the one with ``assignment_id``) is frozen."""
-    return _assignment_row(assignment_id).frozen_at is not None
 
 
 def _remaining(student: Student) -> int:
@@ -135,7 +94,8 @@ def upload() -> Any:
     if file is None or not file.filename:
         return _upload_page(student, error="Choose your submission zip first.", status=400)
     try:
-        sub = receive_upload(student, file.stream, file.filename)
+        sub = receive_upload(db(), services(), lab(), student_id=student.id or 0, stream=file.stream,
+                             filename=file.filename, max_bytes=upload_limit())
     except UploadRefused as exc:
         return _upload_page(
             student, error=exc.message, status=exc.http_status, retry_after_s=exc.retry_after_s
@@ -187,13 +147,6 @@ def history_chart(rows: list[Submission], spec: Assignment, *, hidden: bool) -> 
     title = (f"Your {part.label(spec.ranked_metric)} of {part.title} per upload"
              f"{' (public part)' if hidden else ''}")
     return score_chart(title, values, part)
-
-
-def load_result(sub: Submission) -> GradeResult | None:
-    if sub.result_id is None:
-        return None
-    row = db().get(Result, sub.result_id)
-    return GradeResult.from_json(row.result_json) if row else None
 
 
 @bp.route("/submissions/<int:submission_id>")

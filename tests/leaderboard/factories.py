@@ -10,16 +10,12 @@ from typing import Any
 
 from grader.config import Assignment
 from grader.result import GradeResult
+from leaderboard.claims import claim, record_result
 from leaderboard.db import session_scope
 from leaderboard.models import AssignmentRow
+from leaderboard.ranking import ensure_assignment
 from leaderboard.settings import WebSettings
-from leaderboard.submissions import (
-    accept_upload,
-    claim,
-    ensure_assignment,
-    record_result,
-    store_archive,
-)
+from leaderboard.uploads import accept_upload, store_archive
 
 SPLITS = ("ORIG", "AUG", "NEW")
 WEIGHTS = {"ORIG": 0.6, "AUG": 0.3, "NEW": 0.1}

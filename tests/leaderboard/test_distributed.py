@@ -17,8 +17,8 @@ from sqlmodel import Session, select
 from grader.config import load_assignment
 from grader.datasets.sync import fingerprint
 from grader.pipeline import grade
+from leaderboard.claims import claim
 from leaderboard.models import Result, Submission
-from leaderboard.submissions import claim
 from tests.leaderboard.factories import tiny_good_zip, tiny_zip
 from tests.leaderboard.helpers import (
     ROOT,

@@ -17,9 +17,8 @@ from sqlmodel import Session, select
 from grader.config import Assignment, load_assignment
 from leaderboard.db import make_engine, session_scope
 from leaderboard.models import AssignmentRow
-from leaderboard.ranking import BoardCache, compute_board, freeze_board, maybe_auto_freeze
+from leaderboard.ranking import BoardCache, compute_board, ensure_assignment, freeze_board, maybe_auto_freeze
 from leaderboard.settings import WebSettings
-from leaderboard.submissions import ensure_assignment
 from tests.leaderboard.factories import add_graded, result_data
 from tests.leaderboard.helpers import Roster, add_roster
 

@@ -12,8 +12,8 @@ from typing import Any
 from sqlmodel import Session
 
 from grader.result import GradeResult
+from leaderboard.claims import claim, record_result
 from leaderboard.models import Student, Submission
-from leaderboard.submissions import claim, record_result
 from tests.leaderboard.factories import add_graded, result_data
 from tests.leaderboard.helpers import Roster, add_roster, csrf_of, sign_in_staff
 

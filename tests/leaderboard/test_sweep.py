@@ -12,11 +12,13 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from leaderboard.claims import claim
 from leaderboard.db import session_scope
 from leaderboard.models import Result, Submission, WorkerBeat, utcnow
+from leaderboard.ranking import ensure_assignment
 from leaderboard.settings import WebSettings
-from leaderboard.submissions import accept_upload, claim, ensure_assignment, store_archive
 from leaderboard.tasks import GradingQueue
+from leaderboard.uploads import accept_upload, store_archive
 from leaderboard.worker import Grader
 from tests.leaderboard.factories import tiny_zip
 from tests.leaderboard.helpers import Roster, grader_settings
@@ -100,7 +102,7 @@ def test_a_stale_worker_cannot_record_over_the_new_run(
 ) -> None:
     """The old claim's result is discarded once the submission was re-queued and re-claimed."""
     from grader.result import GradeResult
-    from leaderboard.submissions import record_result
+    from leaderboard.claims import record_result
     from tests.leaderboard.factories import result_data
 
     settings = replace(web_settings, grader=grader_settings(grader_home), stale_after_s=30)

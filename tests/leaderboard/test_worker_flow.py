@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from leaderboard.claims import request_regrade
 from leaderboard.db import session_scope
 from leaderboard.models import Submission
-from leaderboard.submissions import request_regrade
 from tests.leaderboard.helpers import Stack, api_upload, csrf_of, results_of, sign_in, wait_done
 
 pytestmark = pytest.mark.slow

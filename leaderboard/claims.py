@@ -1,4 +1,5 @@
-"""Submissions from upload to result: budget and rate checks, claims, results, re-queues.
+"""The claim protocol: a worker takes a queued submission, records its result or hands it
+back; the sweeper re-queues what a silent worker held; regrades queue finished ones again.
 
 The database is the source of truth for a submission's state. A worker *claims* a queued
 submission with a compare-and-set that hands it a token; only the holder of the current
@@ -8,273 +9,28 @@ lives, a duplicate message) still records exactly one result.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from sqlalchemy import func, or_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from grader.config import Assignment
 from grader.faults import fault_result
-from grader.result import GradeResult, Status
+from grader.result import GradeResult
 from grader.standing import ranked_metrics
 from grader.text import dump_json
 from leaderboard.db import session_scope
-from leaderboard.models import (
-    AssignmentRow,
-    BoardEntry,
-    PartResultRow,
-    Result,
-    Student,
-    Submission,
-    SubmissionStatus,
-    utcnow,
-)
+from leaderboard.models import PartResultRow, Result, Submission, SubmissionStatus, utcnow
+from leaderboard.ranking import bump_board, refresh_board_entry
 from leaderboard.settings import WebSettings
 
 log = logging.getLogger(__name__)
-
-CHUNK = 1 << 16
-
-
-def human_bytes(n: int) -> str:
-    """200 MiB, 48 KiB: the size a person reads."""
-    if n >= 2**20:
-        return f"{n / 2**20:.0f} MiB"
-    return f"{max(1, round(n / 2**10))} KiB"
-
-
-def upload_too_large_message(limit: int) -> str:
-    """The one sentence for a zip over the upload limit, wherever it is found out."""
-    return (
-        f"The upload is larger than the limit of {human_bytes(limit)}; "
-        "zip only the required files and try again."
-    )
-
-
-class UploadRefused(Exception):
-    """An upload that is not taken; ``message`` is for the student, ``http_status`` for the API."""
-
-    def __init__(self, message: str, *, http_status: int = 400, retry_after_s: int = 0) -> None:
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
-        self.retry_after_s = retry_after_s
-
-
-# --------------------------------------------------------------------------- assignment row
-
-
-def ensure_assignment(session: Session, *, spec: Assignment) -> AssignmentRow:
-    """The row of this assignment, made on first use."""
-    row = session.exec(select(AssignmentRow).where(AssignmentRow.name == spec.name)).first()
-    if row is None:
-        row = AssignmentRow(name=spec.name, title=spec.title)
-        session.add(row)
-        session.flush()
-    return row
-
-
-def bump_board(session: Session, *, assignment_id: int) -> None:
-    """Tell every process that the leaderboard changed (their caches key on this number)."""
-    session.execute(
-        update(AssignmentRow)
-        .where(col(AssignmentRow.id) == assignment_id)
-        .values(board_version=AssignmentRow.board_version + 1)
-    )
-
-
-def refresh_board_entry(session: Session, *, assignment_id: int, student_id: int) -> None:
-    """Recompute one student's best submissions (public and final), and their earliest upload
-    whose current result passed every part (the bonus rule's test), into ``board_entry``.
-
-    The student's row is locked first (PostgreSQL; SQLite writes are serial anyway), so two
-    results of one student recorded at once cannot overwrite each other's best.
-    """
-    session.exec(select(Student.id).where(Student.id == student_id).with_for_update()).first()
-    values: dict[str, object] = {}
-    for scope, column in (("public", Submission.rank_value_public), ("final", Submission.rank_value)):
-        ranked = col(column)
-        best = session.exec(
-            select(Submission.id, ranked, Submission.created_at)
-            .where(
-                Submission.assignment_id == assignment_id,
-                Submission.student_id == student_id,
-                ranked.is_not(None),
-            )
-            .order_by(ranked.desc(), col(Submission.created_at), col(Submission.id))
-            .limit(1)
-        ).first()
-        values[f"{scope}_submission_id"] = best[0] if best else None
-        values[f"{scope}_value"] = best[1] if best else None
-        values[f"{scope}_created_at"] = best[2] if best else None
-    values["all_passed_at"] = session.exec(
-        select(Submission.created_at)
-        .join(Result, col(Result.id) == col(Submission.result_id))
-        .where(
-            Submission.assignment_id == assignment_id,
-            Submission.student_id == student_id,
-            Result.passed == True,  # noqa: E712
-        )
-        .order_by(col(Submission.created_at))
-        .limit(1)
-    ).first()
-    dialect = session.get_bind().dialect.name
-    upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(BoardEntry).values(
-        assignment_id=assignment_id, student_id=student_id, **values
-    )
-    session.execute(upsert.on_conflict_do_update(index_elements=["assignment_id", "student_id"], set_=values))
-
-
-# --------------------------------------------------------------------------- upload
-
-
-@dataclass(frozen=True)
-class StoredArchive:
-    key: str
-    path: Path
-    sha256: str
-    size_bytes: int
-
-
-def store_archive(stream: IO[bytes], *, upload_dir: Path, max_bytes: int) -> StoredArchive:
-    """Copy an upload to ``<upload_dir>/<random key>.zip`` and hash it on the way."""
-    upload_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(16)
-    path = upload_dir / f"{key}.zip"
-    digest, size = hashlib.sha256(), 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := stream.read(CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise UploadRefused(upload_too_large_message(max_bytes), http_status=413)
-                digest.update(chunk)
-                out.write(chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    if size == 0:
-        path.unlink(missing_ok=True)
-        raise UploadRefused("The file is empty; choose your submission zip.")
-    return StoredArchive(key, path, digest.hexdigest(), size)
-
-
-def keeps_archive(result: GradeResult) -> bool:
-    """Whether the zip stays on disk once this result is recorded. An upload refused as invalid
-    uses no attempt, so its zip is deleted (else a student could fill the disk at no cost) and
-    it is not regraded; every other zip stays for regrades."""
-    return result.status is not Status.INVALID
-
-
-def attempts_used(session: Session, *, student_id: int, assignment_id: int) -> int:
-    """Uploads that use up an attempt: all except invalid ones and grader faults."""
-    return session.exec(
-        select(func.count(col(Submission.id))).where(
-            Submission.student_id == student_id,
-            Submission.assignment_id == assignment_id,
-            Submission.counts_attempt == True,  # noqa: E712
-        )
-    ).one()
-
-
-def student_submissions(
-    session: Session, *, student_id: int | None, assignment_id: int | None = None
-) -> list[Submission]:
-    """One student's submissions (to one assignment, when given), newest first."""
-    query = select(Submission).where(Submission.student_id == student_id)
-    if assignment_id is not None:
-        query = query.where(Submission.assignment_id == assignment_id)
-    return list(session.exec(
-        query
-        .order_by(col(Submission.created_at).desc(), col(Submission.id).desc())
-    ).all())
-
-
-def remaining_attempts(session: Session, *, student_id: int, assignment_id: int, budget: int) -> int:
-    return max(0, budget - attempts_used(session, student_id=student_id, assignment_id=assignment_id))
-
-
-def accept_upload(
-    session: Session,
-    *,
-    settings: WebSettings,
-    spec: Assignment,
-    assignment: AssignmentRow,
-    student_id: int,
-    archive: StoredArchive,
-    filename: str,
-    now: datetime | None = None,
-) -> Submission:
-    """Record a stored archive as a queued submission, or refuse it (deadline, rate, budget).
-
-    The first statement updates the student's row: that serialises one student's uploads
-    (a row lock on PostgreSQL, the write lock on SQLite), so the counts below are exact
-    even when many uploads of the same student arrive at once.
-    """
-    now = now or utcnow()
-    session.execute(
-        update(Student).where(col(Student.id) == student_id).values(last_upload_at=now)
-    )
-    if settings.enforce_deadlines:
-        opens, final = spec.deadlines.get("opens"), spec.deadlines.get("final")
-        if opens is not None and now < opens:
-            raise UploadRefused(f"Uploads open on {opens:%Y-%m-%d %H:%M} UTC.", http_status=403)
-        if final is not None and now > final:
-            raise UploadRefused(
-                f"The deadline ({final:%Y-%m-%d %H:%M} UTC) has passed; uploads are closed.",
-                http_status=403,
-            )
-    window_start = now - timedelta(seconds=settings.upload_rate_window_s)
-    recent = session.exec(
-        select(func.count(col(Submission.id)), func.min(Submission.created_at)).where(
-            Submission.student_id == student_id, Submission.created_at > window_start
-        )
-    ).one()
-    if recent[0] >= settings.upload_rate_count:
-        wait = settings.upload_rate_window_s - (now - recent[1]).total_seconds()
-        wait_s = max(1, int(wait + 0.999))
-        raise UploadRefused(
-            f"Too many uploads: at most {settings.upload_rate_count} per "
-            f"{settings.upload_rate_window_s:.0f} s. Try again in {wait_s} s.",
-            http_status=429,
-            retry_after_s=wait_s,
-        )
-    used = attempts_used(session, student_id=student_id, assignment_id=assignment.id or 0)
-    if used >= spec.upload_budget:
-        raise UploadRefused(
-            f"You have used all {spec.upload_budget} attempts for this assignment.",
-            http_status=403,
-        )
-    submission = Submission(
-        assignment_id=assignment.id or 0,
-        student_id=student_id,
-        archive_key=archive.key,
-        archive_sha256=archive.sha256,
-        size_bytes=archive.size_bytes,
-        filename=filename[:255],
-        status=SubmissionStatus.QUEUED,
-        created_at=now,
-        enqueued_at=now,
-        priority=10,
-    )
-    session.add(submission)
-    session.flush()
-    return submission
-
-
-# --------------------------------------------------------------------------- worker side
 
 
 @dataclass(frozen=True)
