@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from grader.judge import combine
 from grader.leftovers import sweep_once
 from grader.parts import JobContext, PartRun, PartSpec, judge_part, plan_entry
 from grader.progress import FILENAME as PROGRESS_FILE
-from grader.progress import ProgressLog
+from grader.progress import PartProgress, ProgressLog
 from grader.result import GradeResult, PartResult, Status
 from grader.sandbox import RunOutcome, get_sandbox
 from grader.sandbox.base import temp_prefix
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 # A part whose end the host saw more than this after its limit is timed out, even if it ended.
 LATE_SLACK_S = 1.0
 
+ProgressCallback = Callable[[list[PartProgress]], None]
+
 
 def grade(
     archive: Path,
@@ -50,6 +53,7 @@ def grade(
     cancel: threading.Event | None = None,
     warm: WarmSandbox | None = None,
     sha256: str = "",
+    on_progress: ProgressCallback | None = None,
 ) -> GradeResult:
     """Grade one submission; a student's failure comes back as a result, not raised.
 
@@ -60,7 +64,9 @@ def grade(
     folder is removed on the way out (``grader batch`` stops this way on Ctrl-C).
     ``warm``, a claimed pre-started sandbox (grader/warm.py), runs the first attempt of the
     parts and is destroyed on the way out, used or not. ``sha256``: the archive's digest
-    when the caller has just verified it (not computed again).
+    when the caller has just verified it (not computed again). ``on_progress`` is called with
+    every part's state (``grader.progress.PartProgress``) when one changes; what it raises is
+    logged and ignored (a page that shows progress must not stop the grading).
     """
     started = time.monotonic()
     sweep_once(settings.sandbox.work_dir)  # what a killed grader left in the work folder
@@ -88,6 +94,7 @@ def grade(
             runs_in = None
         job = _Job(assignment, settings, manifest, submission, work, predictions, warm=runs_in)
         job.cancel = cancel
+        job.on_progress = on_progress
         parts = job.run()
         result = combine(
             assignment, parts, submission_sha256=submission.sha256,
@@ -133,6 +140,9 @@ class _Job:
         self.plan = self._write_plan()
         self.outcomes: list[RunOutcome] = []
         self.cancel: threading.Event | None = None  # set: the next poll raises Cancelled
+        self.on_progress: ProgressCallback | None = None
+        self._shown = {spec.name: PartProgress(spec.name, "waiting") for spec in assignment.parts}
+        self._reported: list[tuple[str, str]] = []
 
     # ---- plan
 
@@ -153,7 +163,20 @@ class _Job:
 
     # ---- running
 
+    def _show(self, states: list[PartProgress]) -> None:
+        """Tell ``on_progress`` the parts' states when one changed (not on every poll)."""
+        self._shown.update((s.name, s) for s in states)
+        now = [(s.name, s.state) for s in self._shown.values()]
+        if self.on_progress is None or now == self._reported:
+            return
+        self._reported = now
+        try:
+            self.on_progress(list(self._shown.values()))
+        except Exception:  # progress is for people: grading goes on without it
+            log.exception("reporting the progress of %s failed", self.submission.sha256[:12])
+
     def run(self) -> list[PartResult]:
+        self._show([])
         specs = list(self.assignment.parts)
         runs: dict[str, PartRun] = {}
         remaining = [s.name for s in specs]
@@ -182,6 +205,7 @@ class _Job:
                 progress.read(live_out / PROGRESS_FILE)
             except Exception:  # a bug of ours must not stop the clock: the timer still runs
                 log.exception("reading the progress of %s failed", names)
+            self._show(progress.states())
             return progress.overdue(limits_s, startup_s=limits.startup_s)
 
         warm, self.warm = self.warm, None  # the first attempt only
@@ -204,6 +228,7 @@ class _Job:
         progress.read(out / PROGRESS_FILE, final=True, at=ended)
         if progress.refused:
             log.info("sandbox run of %s: %d progress lines refused", names, progress.refused)
+        self._show(progress.states(now=ended, final=True))
         log.debug("sandbox run of %s: %s", names, outcome)
         return self._part_runs(names, out, progress, outcome, ended)
 

@@ -77,6 +77,19 @@ class PartClock:
         return max(0.0, end - self.started_at)
 
 
+@dataclass(frozen=True)
+class PartProgress:
+    """One part's state while grading runs, as the student's page shows it (never a number
+    the judge computes: those come with the result)."""
+
+    name: str
+    state: str  # waiting, running, done, failed (it raised), stopped (killed while running)
+    seconds: float = 0.0  # its runtime by the host's clock: so far, or in all once ended
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "state": self.state, "seconds": round(self.seconds, 1)}
+
+
 class ProgressLog:
     """Follows one sandbox run's progress file; see the module docstring for the rules."""
 
@@ -203,6 +216,26 @@ class ProgressLog:
             following = self.clocks[self.parts[index + 1]]
             if following.started_at is None:
                 following.started_at = now
+
+    # ---- what the page shows
+
+    def states(self, *, now: float | None = None, final: bool = False) -> list[PartProgress]:
+        """Each part's state now; with ``final`` (the sandbox is gone), a part that was running
+        was stopped, and one whose clock only started on its own (never seen starting) waits
+        for the next sandbox, as ``grader.pipeline`` runs it."""
+        now = self.clock() if now is None else now
+        shown: list[PartProgress] = []
+        for name in self.parts:
+            clock = self.clocks[name]
+            if clock.ended_at is not None:
+                state = "done" if clock.outcome == "done" else "failed"
+            elif clock.started_at is None or (final and not clock.start_seen):
+                shown.append(PartProgress(name, "waiting"))
+                continue
+            else:
+                state = "stopped" if final else "running"
+            shown.append(PartProgress(name, state, clock.runtime(now)))
+        return shown
 
     # ---- the timer
 

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from grader.config import Assignment
 from grader.faults import fault_result
+from grader.progress import PartProgress
 from grader.result import GradeResult
 from grader.standing import ranked_metrics
 from grader.text import dump_json
@@ -63,6 +64,7 @@ def claim(engine: Engine, *, submission_id: int, worker: str, max_attempts: int)
                 heartbeat_at=now,
                 worker=worker,
                 grading_attempts=Submission.grading_attempts + 1,
+                progress_json="",
             )
         ).rowcount
         if not taken:
@@ -97,6 +99,17 @@ def heartbeat(engine: Engine, *, claims: Iterable[Claim]) -> None:
                 .where(col(Submission.id) == c.submission_id, col(Submission.claim_token) == c.token)
                 .values(heartbeat_at=now)
             )
+
+
+def report_progress(engine: Engine, *, claim: Claim, parts: Iterable[PartProgress]) -> None:
+    """Store the parts' states of a running grade for the student's page (while the claim
+    holds: a run that lost its claim writes nothing)."""
+    state = dump_json({"at": utcnow().isoformat(), "parts": [p.to_json() for p in parts]}, indent=None)
+    with session_scope(engine) as session:
+        session.execute(
+            update(Submission).where(*still_held(claim)).values(progress_json=state)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def rank_values(result: GradeResult, spec: Assignment) -> tuple[float | None, float | None, str]:
@@ -142,6 +155,7 @@ def record_result(
                 finished_at=now,
                 claim_token=None,
                 heartbeat_at=None,
+                progress_json="",
             )
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -195,7 +209,8 @@ def release_for_retry(engine: Engine, *, claim: Claim) -> int | None:
         released = session.execute(
             update(Submission)
             .where(*still_held(claim))
-            .values(status=SubmissionStatus.QUEUED, claim_token=None, heartbeat_at=None, enqueued_at=utcnow())
+            .values(status=SubmissionStatus.QUEUED, claim_token=None, heartbeat_at=None,
+                    enqueued_at=utcnow(), progress_json="")
             .returning(col(Submission.priority))
             .execution_options(synchronize_session=False)
         ).first()
@@ -262,6 +277,7 @@ def sweep_stuck(
                     claim_token=None,
                     heartbeat_at=None,
                     enqueued_at=now,
+                    progress_json="",
                 )
                 .returning(col(Submission.id))
                 .execution_options(synchronize_session=False)

@@ -119,6 +119,7 @@ class Submission(SQLModel, table=True):
     claim_token: str | None = Field(default=None, max_length=64)
     worker: str = Field(default="", max_length=120)
     priority: int = 0  # higher first: uploads before regrades
+    # The parts' states while a worker grades it (claims.report_progress): JSON, "" otherwise.
     # Not foreign keys: result rows point back here, and a cycle would need deferred DDL.
     result_id: int | None = None
     previous_result_id: int | None = None
@@ -130,6 +131,8 @@ class Submission(SQLModel, table=True):
     rank_value: float | None = None
     rank_value_public: float | None = None
     board_json: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # The parts' states while a worker grades it (claims.report_progress): JSON, "" otherwise.
+    progress_json: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
 class Result(SQLModel, table=True):

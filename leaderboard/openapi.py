@@ -59,6 +59,30 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "result": {"type": ["object", "null"], "description": "What you may see of the result JSON "
                        "(parts, scores, tests); only on GET /api/submissions/{id}, null until graded."},
             "remaining_attempts": {"type": "integer", "description": "Only in the answer to an upload."},
+            "progress": {"$ref": "#/components/schemas/Progress"},
+        },
+    },
+    "Progress": {
+        "type": "object",
+        "description": "Where a pending upload is: its place in the queue, then each part's state "
+                       "while a worker grades it. The points come with the result.",
+        "required": ["queue_position", "sentence", "parts"],
+        "properties": {
+            "queue_position": {"type": ["integer", "null"], "description": "1: the next upload a "
+                               "worker takes; null unless queued."},
+            "sentence": {"type": "string", "description": "Where the upload is, in words.",
+                         "examples": ["Waiting for a grader: 3rd in line."]},
+            "parts": {"type": "array", "description": "Empty unless running.", "items": {
+                "type": "object",
+                "required": ["name", "title", "state", "seconds", "label"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "title": {"type": "string"},
+                    "state": {"type": "string", "enum": ["waiting", "running", "done", "failed", "stopped"]},
+                    "seconds": {"type": "number", "description": "Its runtime so far (running) or in all."},
+                    "label": {"type": "string", "examples": ["running for 12 s"]},
+                },
+            }},
         },
     },
     "SubmissionList": {

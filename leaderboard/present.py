@@ -53,8 +53,11 @@ def student_result(result: GradeResult, spec: Assignment, *, frozen: bool) -> di
 
 
 def submission_json(
-    sub: Submission, result: GradeResult | None, spec: Assignment, *, frozen: bool
+    sub: Submission, result: GradeResult | None, spec: Assignment, *, frozen: bool,
+    progress: dict[str, Any],
 ) -> dict[str, Any]:
+    """A submission as the API and the pages' scripts read it; ``progress`` is
+    ``live.live_json`` (queue position, parts' states)."""
     status = SubmissionStatus(sub.status)
     return {
         "id": sub.id,
@@ -73,6 +76,7 @@ def submission_json(
         "message": sub.message,
         "url": url_for("student.submission", submission_id=sub.id),
         "result": student_result(result, spec, frozen=frozen) if result else None,
+        "progress": progress,
     }
 
 

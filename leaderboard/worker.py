@@ -32,6 +32,7 @@ from grader.datasets.sync import fingerprint
 from grader.errors import GraderFault, SpecError
 from grader.faults import grade_or_fault
 from grader.leftovers import sweep_once
+from grader.progress import PartProgress
 from grader.result import GradeResult, Status
 from grader.share import spec_for_jobs
 from grader.warm import grade_warm, start_pool
@@ -44,6 +45,7 @@ from leaderboard.claims import (
     queued_since,
     record_result,
     release_for_retry,
+    report_progress,
     sweep_stuck,
 )
 from leaderboard.db import make_engine, session_scope
@@ -227,7 +229,10 @@ class Grader:
                 # archive_for verified the digest when the claim carries one: not hashed again
                 return grade_warm(lab.pool, archive, lab.graded_spec, self.settings.grader,
                                   manifest=manifest, predictions=predictions,
-                                  sha256=taken.archive_sha256)
+                                  sha256=taken.archive_sha256, on_progress=show)
+
+        def show(parts: list[PartProgress]) -> None:  # the student's page shows each part's state
+            report_progress(self.engine, claim=taken, parts=parts)
 
         return grade_or_fault(run, spec, label=f"submission {taken.submission_id}")
 

@@ -131,14 +131,27 @@
     });
   }
 
-  // ---- one submission: reload when grading is done
+  // ---- one submission: its place in the queue, then each part's state; reload when done
   var one = $("[data-poll-submission]");
   if (one) {
-    poll(one.getAttribute("data-poll-submission"), 2000, function (s) {
+    var parts = $("[data-live-parts]", one);
+    var sentence = $("[data-field=sentence]", one);
+    poll(one.getAttribute("data-poll-submission"), 1000, function (s) {
       var st = one.querySelector("[data-field=status]");
       st.textContent = s.status.replace(/_/g, " ");
       st.className = "status status-" + s.state;
       if (!s.pending) { window.location.reload(); return false; }
+      var progress = s.progress || { parts: [], sentence: "" };
+      if (sentence && progress.sentence) { sentence.textContent = progress.sentence; }
+      if (parts && progress.parts.length) {
+        parts.hidden = false;
+        progress.parts.forEach(function (p) {
+          var li = parts.querySelector('li[data-part="' + p.name + '"]');
+          if (!li) { return; }
+          li.className = "live-" + p.state;
+          li.querySelector("[data-field=state]").textContent = p.label;
+        });
+      }
       return true;
     });
   }

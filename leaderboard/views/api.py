@@ -28,6 +28,7 @@ from flask import (
 from leaderboard.accounts import student_by_secret
 from leaderboard.apidocs import SECRET_VAR, Example, curl_example, curl_examples
 from leaderboard.context import db, is_frozen, lab, load_result, services, upload_limit
+from leaderboard.live import live_json
 from leaderboard.models import Student, Submission
 from leaderboard.openapi import SCHEMAS, Answer, document, operation, refusal
 from leaderboard.present import submission_json
@@ -139,7 +140,8 @@ def create_submission() -> Response:
                              filename=filename, max_bytes=upload_limit())
     except UploadRefused as exc:
         return _error(exc.message, exc.http_status, exc.retry_after_s)
-    body = submission_json(sub, None, lab().spec, frozen=is_frozen())
+    spec = lab().spec
+    body = submission_json(sub, None, spec, frozen=is_frozen(), progress=live_json(db(), sub, spec))
     body["remaining_attempts"] = _remaining(student)
     response = jsonify(body)
     response.status_code = 202
@@ -170,7 +172,8 @@ def list_submissions() -> Response:
     return jsonify(
         {
             "remaining_attempts": _remaining(student),
-            "submissions": [submission_json(s, None, spec, frozen=frozen) for s in rows],
+            "submissions": [submission_json(s, None, spec, frozen=frozen, progress=live_json(db(), s, spec))
+                            for s in rows],
         }
     )
 
@@ -190,7 +193,8 @@ def get_submission(submission_id: int) -> Any:
     if sub is None or sub.student_id != student.id:
         abort(404, "No submission of yours has that id.")
     spec = services().lab_of(sub.assignment_id).spec
-    return jsonify(submission_json(sub, load_result(sub), spec, frozen=is_frozen(sub.assignment_id)))
+    return jsonify(submission_json(sub, load_result(sub), spec, frozen=is_frozen(sub.assignment_id),
+                                   progress=live_json(db(), sub, spec)))
 
 
 @bp.route("/openapi.json")

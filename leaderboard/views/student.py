@@ -25,6 +25,7 @@ from leaderboard.accounts import AccountError, set_display_name
 from leaderboard.bodies import drain, too_large_message
 from leaderboard.charts import ScoreChart, score_chart
 from leaderboard.context import db, is_frozen, lab, load_result, services, upload_limit
+from leaderboard.live import live_parts, progress_sentence, queue_position
 from leaderboard.models import Student, Submission, SubmissionStatus
 from leaderboard.present import part_views
 from leaderboard.ranking import bump_board
@@ -159,6 +160,7 @@ def submission(submission_id: int) -> Any:
     result = load_result(sub)
     frozen = is_frozen(sub.assignment_id)
     spec = services().lab_of(sub.assignment_id).spec
+    live = live_parts(sub, spec)
     return render_template(
         "submission.html",
         sub=sub,
@@ -168,6 +170,8 @@ def submission(submission_id: int) -> Any:
         data_notes=data_notes(result.environment) if result else [],
         spec=spec,
         frozen=frozen,
+        progress_sentence=progress_sentence(sub.status, queue_position(db(), sub), live),
+        live=live,
     )
 
 

@@ -128,8 +128,34 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SOLUTION = Path(__file__).resolve().parents[2] / "hidden_tests" / "cnn" / "solution"
 
 
-def tiny_good_zip(seed: int = 0) -> bytes:
-    """The reference NumPy layers with tiny, untrained (seeded) nets: graded in seconds."""
+def slowed(seconds: float) -> dict[str, bytes]:
+    """The files of ``tiny_good_zip`` with each part held ``seconds`` long (at the layers'
+    import's end and in each net's constructor): slow enough to watch every part run."""
+    pause = f"import time as _time\n\n_time.sleep({seconds})\n".encode()
+    nets = (FIXTURES / "tiny_pytorch_cnn.py").read_bytes() + f"""
+
+import time as _time
+
+
+def _held(cls):
+    original = cls.__init__
+
+    def __init__(self, *args, **kwargs):
+        _time.sleep({seconds})
+        original(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+
+
+_held(MyNet)
+_held(FinetuneNet)
+""".encode()
+    return {"numpy_nn.py": (SOLUTION / "numpy_nn.py").read_bytes() + b"\n" + pause, "pytorch_cnn.py": nets}
+
+
+def tiny_good_zip(seed: int = 0, *, slow_s: float = 0.0) -> bytes:
+    """The reference NumPy layers with tiny, untrained (seeded) nets: graded in seconds
+    (each part ``slow_s`` longer, when given)."""
     import importlib.util
 
     import torch
@@ -147,14 +173,15 @@ def tiny_good_zip(seed: int = 0) -> bytes:
         torch.save(net.state_dict(), buffer)
         return buffer.getvalue()
 
-    return tiny_zip(
-        {
-            "numpy_nn.py": (SOLUTION / "numpy_nn.py").read_bytes(),
-            "pytorch_cnn.py": source.read_bytes(),
-            "model.pt": state(module.MyNet()),
-            "finetuned.pt": state(module.FinetuneNet()),
-        }
-    )
+    files = {
+        "numpy_nn.py": (SOLUTION / "numpy_nn.py").read_bytes(),
+        "pytorch_cnn.py": source.read_bytes(),
+        "model.pt": state(module.MyNet()),
+        "finetuned.pt": state(module.FinetuneNet()),
+    }
+    if slow_s:
+        files.update(slowed(slow_s))
+    return tiny_zip(files)
 
 
 def add_graded(

@@ -1,0 +1,26 @@
+"""live progress: submission.progress_json, the parts' states while a worker grades it
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("submission") as batch:
+        batch.add_column(sa.Column("progress_json", sa.Text(), nullable=False, server_default=""))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("submission") as batch:
+        batch.drop_column("progress_json")
