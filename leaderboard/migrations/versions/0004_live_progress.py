@@ -17,10 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("submission") as batch:
-        batch.add_column(sa.Column("progress_json", sa.Text(), nullable=False, server_default=""))
+    op.add_column("submission", sa.Column("progress_json", sa.Text(), nullable=False, server_default=""))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("submission") as batch:
-        batch.drop_column("progress_json")
+    # Plain ALTER TABLE on both databases (SQLite >= 3.35): a batch copy of ``submission``
+    # would have to drop the table that results point to, which the foreign keys refuse.
+    op.execute("ALTER TABLE submission DROP COLUMN progress_json")
