@@ -31,7 +31,7 @@ from grader.share import sandbox_cpus
 
 GRADER = Path(sys.executable).with_name("grader")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_overhead import machine  # noqa: E402  (a sibling script, not a package)
+from machine import machine  # noqa: E402  (a sibling script, not a package)
 
 
 def checkpoints(settings: Settings, num_classes: int, folder: Path) -> dict[str, Path]:

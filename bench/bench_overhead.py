@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine  # a sibling script (bench/ is on sys.path when run)
 
 from grader.config import Settings, load_assignment
 from grader.datasets.manifest import load_manifest
@@ -134,29 +135,6 @@ def intake_figures(zip_path: Path, settings: Settings, repeat: int) -> tuple[flo
             intake(zip_path, Path(tmp) / "submission", assignment=assignment, sha256=sha)
             unpacks.append(time.perf_counter() - started)
     return mib, 1000 * statistics.median(hashes) / mib, 1000 * statistics.median(unpacks) / mib
-
-
-def machine() -> str:
-    """Cores, memory, load and the git revision, printed with every figure."""
-    import os
-    import platform
-
-    from grader.sandbox.base import available_cores
-
-    with open("/proc/meminfo") as fh:
-        total = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal")) / 2**20
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        rev += " (with uncommitted changes)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        rev = "unknown"
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"machine: {os.cpu_count()} cores ({available_cores()} usable), {total:.1f} GiB, "
-            f"{platform.machine()}; load average {load}; git {rev}")
 
 
 def main() -> None:

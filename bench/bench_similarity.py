@@ -22,15 +22,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import re
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine  # a sibling script (bench/ is on sys.path when run)
 
 from grader.config import PROJECT_ROOT
 from grader.similarity.evidence import Evidence, Wanted, extract
@@ -249,22 +248,6 @@ COURSE = Course(seed=1)
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-def machine() -> str:
-    with open("/proc/meminfo") as fh:
-        total = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal")) / 2**20
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        rev += " (with uncommitted changes)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        rev = "unknown"
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"machine: {os.cpu_count()} cores, {total:.1f} GiB, {platform.machine()}, Python "
-            f"{platform.python_version()}, numpy {np.__version__}; load average {load}; git {rev}")
 
 
 def p99(values: list[float]) -> float:

@@ -13,10 +13,12 @@ database's submission rows.
   accepted (202 received) -> grading started (``started_at``), median and p99 (target < 1 s);
 * rush: ``--rush`` uploads at random moments within ``--window`` seconds, from many students,
   to ``--rush-workers`` workers; every upload must end with a final status and exactly one
-  result row; the time to drain.
+  result row; the time to drain (against the ideal, ``count x --warm-baseline-s / cores``,
+  when the warm baseline of bench_overhead.py is given), and the leaderboard page's latency
+  (``GET /`` every 0.25 s while the rush runs; target p99 < 50 ms).
 
     .venv/bin/python bench/bench_workers.py [--submissions 24] [--workers 1,2,4] [--latency 60]
-        [--rush 200 --window 120 --rush-workers 2] [--full]
+        [--rush 200 --window 120 --rush-workers 2] [--full] [--warm-baseline-s S]
 
 Submissions: by default the tests' tiny one (the reference NumPy layers, tiny untrained nets:
 a few seconds each on the real hidden data); ``--full`` cycles the demo's good, mediocre and
@@ -27,6 +29,7 @@ $GRADER_HOME (built here if missing, as `grader demo` does), PostgreSQL and Redi
 from __future__ import annotations
 
 import argparse
+import http.client
 import math
 import os
 import random
@@ -35,13 +38,16 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from machine import machine
 from worker_stack import PENDING, STOP, Row, Service, Upload, pause
 
 from grader.config import Settings, load_assignment
@@ -238,8 +244,48 @@ def latency(opts: Options, body: bytes, *, count: int, workers: int, gaps: tuple
     return len(lat) == count
 
 
+TARGET_BOARD_MS = 50.0  # the leaderboard page's p99 while the rush runs
+
+
+class BoardProbe:
+    """Loads the leaderboard page (``GET /``, as a browser does) every ``every_s`` in a thread
+    while the rush runs, timing each answer on this machine's clock."""
+
+    def __init__(self, url: str, every_s: float = 0.25) -> None:
+        self.url, self.every_s = url, every_s
+        self.times: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="board-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(f"{self.url}/", timeout=30) as response:
+                    response.read()
+                self.times.append(time.perf_counter() - started)
+            except (OSError, http.client.HTTPException):
+                self.failures += 1
+            self._stop.wait(self.every_s)
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        if not self.times:
+            return f"   leaderboard page during the rush: no answer ({self.failures} failures)  <- PROBLEM"
+        ms = sorted(1000 * t for t in self.times)
+        p99 = statistics.quantiles(ms, n=100, method="inclusive")[98] if len(ms) > 1 else ms[0]
+        met = "met" if p99 < TARGET_BOARD_MS else "MISSED"
+        return (f"   leaderboard page (GET /) during the rush: {len(ms)} loads, median "
+                f"{statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms, "
+                f"{self.failures} failures "
+                f"(target p99 < {TARGET_BOARD_MS:g} ms: {met})")
+
+
 def rush(opts: Options, bodies: Sequence[tuple[str, bytes]], warm: bytes, *, count: int, window_s: float,
-         workers: int, per_student: int, seed: int) -> bool:
+         workers: int, per_student: int, seed: int, baseline_s: float | None = None) -> bool:
     students = math.ceil(count / per_student)
     spec = load_assignment(Settings.from_env().assignment_path)
     print(f"\n3. deadline rush: {count} uploads at random moments within {window_s:g} s, from {students} "
@@ -255,12 +301,14 @@ def rush(opts: Options, bodies: Sequence[tuple[str, bytes]], warm: bytes, *, cou
                   "expect refusals (LEADERBOARD_UPLOAD_RATE_COUNT, --per-student)")
         service.warm_up(warm)
         warm_ids = set(service.rows())
+        probe = BoardProbe(service.url)
         start, uploads = send_all(service, bodies, count, students=students, offsets=offsets,
                                   threads=min(64, count))
         last_sent = max(u.sent for u in uploads)
         late = max(u.sent - (start + o) for u, o in zip(uploads, offsets, strict=True))
         ids = [u.submission_id for u in uploads if u.submission_id is not None]
         rows = service.wait_done(ids, timeout_s=opts.timeout_s)
+        board_line = probe.stop()
         a = audit(uploads, rows, ignore=warm_ids)
         finished = [rows[i].finished for i in ids if i in rows and rows[i].finished]
         first = min(u.sent for u in uploads)
@@ -275,6 +323,12 @@ def rush(opts: Options, bodies: Sequence[tuple[str, bytes]], warm: bytes, *, cou
             end = max(finished)
             print(f"   drained {end - first:.0f} s after the first upload, {end - last_sent:.0f} s after "
                   f"the last ({len(finished) / ((end - first) / 60):.1f} submissions/min overall)")
+            if baseline_s:
+                cores = os.cpu_count() or 1
+                ideal = len(finished) * baseline_s / cores
+                print(f"   ideal drain: {len(finished)} x {baseline_s:g} s (warm baseline) / {cores} cores = "
+                      f"{ideal:.0f} s; this run took {(end - first) / ideal:.2f} x the ideal")
+        print(board_line)
         report_problems(service, "rush")
         if a.lost:
             print(f"   PROBLEM: not finished within {opts.timeout_s:.0f} s: {a.lost[:20]}")
@@ -332,6 +386,8 @@ def main() -> int:
     parser.add_argument("--rush-workers", type=int, default=2)
     parser.add_argument("--per-student", type=int, default=2, help="rush uploads per student")
     parser.add_argument("--full", action="store_true", help="upload the demo's samples, not the tiny one")
+    parser.add_argument("--warm-baseline-s", type=float,
+                        help="the warm baseline of bench_overhead.py: the rush prints its ideal drain time")
     parser.add_argument("--phases", default="scaling,latency,rush", help="which to run, comma-separated")
     parser.add_argument("--queue", choices=("redis", "sqlite"), default="redis",
                         help="sqlite: Huey's SQLite queue file instead of Redis (one machine only)")
@@ -359,6 +415,7 @@ def main() -> int:
     cpus = os.environ.get("GRADER_SANDBOX_CPUS") or extra.get("GRADER_SANDBOX_CPUS")
     queue = args.redis_url if args.queue == "redis" else "Huey's SQLite file"
     print("bench_workers: real `grader worker` processes, web app under gunicorn, all on loopback")
+    print(machine())
     print(f"machine: {cores} cores (os.cpu_count()), {usable} usable here; "
           f"load average {os.getloadavg()[0]:.2f} at the start")
     share = f"{cpus} CPUs (GRADER_SANDBOX_CPUS)" if cpus else f"{spec.limits.cpus:g} CPUs (spec limits.cpus)"
@@ -391,6 +448,7 @@ def main() -> int:
             ("latency", lambda: latency(opts, invalid, count=args.latency, workers=args.latency_workers,
                                         gaps=tuple(args.gap), seed=args.seed)),
             ("rush", lambda: rush(opts, bodies, invalid, count=args.rush, window_s=args.window,
+                                  baseline_s=args.warm_baseline_s,
                                   workers=args.rush_workers, per_student=args.per_student, seed=args.seed)),
         ]
         for name, step in steps:
