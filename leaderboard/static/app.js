@@ -118,11 +118,15 @@
         var row = list.querySelector('tr[data-id="' + s.id + '"]');
         if (!row) { return; }
         var st = row.querySelector("[data-field=status]");
-        st.textContent = s.status.replace(/_/g, " ");
+        st.textContent = s.status_label;
         st.className = "status status-" + s.state;
-        row.querySelector("[data-field=score]").textContent =
-          s.score === null ? "" : s.score.toFixed(1) + " / " + s.max_score.toFixed(0);
-        row.querySelector("[data-field=ranked]").textContent = pct(s.ranked_value);
+        var reason = row.querySelector("[data-field=reason]");
+        reason.textContent = s.reason;
+        reason.title = s.reason ? s.message : "";
+        reason.hidden = !s.reason;
+        // The server words the cells (present.score_text): "—" until there is a result.
+        row.querySelector("[data-field=score]").textContent = s.score_text;
+        row.querySelector("[data-field=ranked]").textContent = s.ranked_text;
         row.querySelector("[data-field=counts]").textContent = s.counts_attempt ? "yes" : "no";
         row.setAttribute("data-pending", s.pending ? "yes" : "no");
         pending = pending || s.pending;

@@ -26,7 +26,7 @@ from leaderboard.bodies import drain, too_large_message
 from leaderboard.charts import ScoreChart, score_chart
 from leaderboard.context import db, is_frozen, lab, load_result, services, upload_limit
 from leaderboard.models import Student, Submission, SubmissionStatus
-from leaderboard.present import part_views
+from leaderboard.present import part_views, ranked_text, reason_text, score_text
 from leaderboard.ranking import bump_board
 from leaderboard.security import error_response
 from leaderboard.uploads import (
@@ -133,6 +133,9 @@ def submissions() -> Any:
         hidden=hidden,
         history=history_chart(rows, here.spec, hidden=hidden),
         Status=SubmissionStatus,
+        score_text=score_text,
+        ranked_text=ranked_text,
+        reason_text=reason_text,
     )
 
 
