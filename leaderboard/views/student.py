@@ -74,6 +74,9 @@ def _upload_page(student: Student, *, error: str = "", status: int = 200, retry_
                 max_bytes=limit,
                 too_large=upload_too_large_message(limit),
                 required=spec.files.required,
+                # What the page's script checks in a chosen zip before sending it.
+                zip_rules={"required": list(spec.files.required),
+                           "alternatives": {k: list(v) for k, v in spec.files.alternatives.items()}},
                 error=error,
             ),
             status=status,

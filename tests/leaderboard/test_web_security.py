@@ -15,7 +15,7 @@ from leaderboard import create_app
 from leaderboard.settings import WebSettings
 from leaderboard.views.auth import safe_next
 from tests.leaderboard.factories import PLACEHOLDERS, shaped_zip, tiny_zip
-from tests.leaderboard.helpers import INSTRUCTOR, Roster, csrf_of, sign_in, sign_in_staff
+from tests.leaderboard.helpers import INSTRUCTOR, Roster, csrf_of, multipart, sign_in, sign_in_staff
 
 
 def _change_spec(svc: Any, **changes: Any) -> None:
@@ -76,16 +76,6 @@ def stored_files(settings: WebSettings) -> list[str]:
     """Everything under the upload folder, spooled parts included."""
     root = settings.upload_dir
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
-def multipart(fields: dict[str, bytes], boundary: str = "lbtest") -> tuple[bytes, str]:
-    """A multipart body as browsers send it (``file`` as a file part, the rest as fields)."""
-    body = b""
-    for name, value in fields.items():
-        filename = '; filename="s.zip"' if name == "file" else ""
-        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{filename}\r\n\r\n'.encode()
-        body += value + b"\r\n"
-    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 def test_multipart_uploads_of_several_mib_are_taken(client: Any, web_settings: WebSettings,
