@@ -161,7 +161,8 @@
   }
 
   // ---- upload: send the form with XMLHttpRequest to show its progress (without script it
-  // is an ordinary form post); a zip over the limit is refused before a byte is sent
+  // is an ordinary form post); a zip over the limit, or one zipProblem finds wrong (not a
+  // zip, required files not at its top level), is refused before a byte is sent
   var form = $("[data-upload-form]");
   if (form && window.FormData && window.XMLHttpRequest) {
     var fileInput = $("input[type=file]", form);
