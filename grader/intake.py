@@ -24,6 +24,7 @@ import struct
 import sys
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -87,33 +88,62 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_archive(archive: Path, assignment: Assignment) -> list[str]:
+    """Refuse a zip whose structure intake would refuse, without extracting anything.
+
+    The upload runs this on the stored file so that a zip that cannot be graded (not a zip,
+    files inside a folder, a required file missing, an unsafe entry) is refused at once with
+    intake's own sentence and never queued; ``intake`` runs the very same checks. Returns the
+    warnings for the student (missing report files, skipped junk entries).
+    """
+    try:
+        with _checked_zip(archive, assignment) as (_zf, _kept, warnings):
+            return warnings
+    except SubmissionInvalid as exc:
+        exc.detail = f"{archive.name}: {exc.detail}"
+        log.info("refused %s at upload: %s", archive, exc.detail)
+        raise
+
+
 def intake(archive: Path, dest: Path, *, assignment: Assignment, sha256: str = "") -> Submission:
     """Check an uploaded zip and extract its files flat into ``dest``, or refuse it.
 
     ``sha256``: the zip's digest when the caller has just computed it from this file (the
     worker verifies the upload's), so 40+ MiB of checkpoints are not read once more for it.
     """
-    limits = assignment.limits
-    sha = "(not hashed)"
+    sha = sha256
     try:
-        size = archive.stat().st_size
-        if size > limits.upload_bytes:
-            shown, limit = sizes_text(size, limits.upload_bytes)
-            raise SubmissionInvalid(
-                f"The upload is {shown}, over the limit of {limit}; leave out what grading does "
-                "not need and upload again.",
-                detail=f"upload {size} bytes > upload_bytes {limits.upload_bytes}",
-            )
-        sha = sha256 or sha256_file(archive)
-        with _open_zip(archive, size) as zf:
-            kept, warnings = _check(zf, archive, assignment)
+        with _checked_zip(archive, assignment) as (zf, kept, warnings):
+            sha = sha or sha256_file(archive)
             files = _extract(zf, kept, dest)
     except SubmissionInvalid as exc:
-        exc.detail = f"{archive.name} sha256={sha}: {exc.detail}"
+        if not sha and archive.is_file() and archive.stat().st_size <= assignment.limits.upload_bytes:
+            sha = sha256_file(archive)
+        exc.detail = f"{archive.name} sha256={sha or '(not hashed)'}: {exc.detail}"
         log.info("refused %s: %s", archive, exc.detail)
         raise
     log.info("accepted %s (sha256=%s): %d files", archive, sha, len(files))
     return Submission(sha256=sha, root=dest, files=files, warnings=tuple(warnings))
+
+
+@contextlib.contextmanager
+def _checked_zip(
+    archive: Path, assignment: Assignment
+) -> Iterator[tuple[zipfile.ZipFile, list[zipfile.ZipInfo], list[str]]]:
+    """The open zip, its entries to extract and the warnings, once every check that needs no
+    entry data has passed: the one sequence ``check_archive`` and ``intake`` both run."""
+    limits = assignment.limits
+    size = archive.stat().st_size
+    if size > limits.upload_bytes:
+        shown, limit = sizes_text(size, limits.upload_bytes)
+        raise SubmissionInvalid(
+            f"The upload is {shown}, over the limit of {limit}; leave out what grading does "
+            "not need and upload again.",
+            detail=f"upload {size} bytes > upload_bytes {limits.upload_bytes}",
+        )
+    with _open_zip(archive, size) as zf:
+        kept, warnings = _check(zf, archive, assignment)
+        yield zf, kept, warnings
 
 
 # --------------------------------------------------------------------------- the archive

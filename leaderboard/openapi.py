@@ -42,6 +42,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "status": {"type": "string", "enum": ["queued", "running", "graded", "invalid", "crashed",
                                                   "timed_out", "out_of_memory", "grader_fault"],
                        "description": "Where grading is (the result JSON's status once done)."},
+            "status_label": {"type": "string", "description": "The status in words, as the pages show it."},
             "state": {"type": "string", "description": "The status's group, as the pages colour it."},
             "pending": {"type": "boolean", "description": "True while queued or running: poll again."},
             "filename": {"type": "string"},
@@ -54,7 +55,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "max_score": _NULLABLE_NUMBER,
             "ranked_value": {**_NULLABLE_NUMBER, "description": "The value the board ranks by (0-1); "
                              "on the public part of the hidden set until the board freezes."},
+            "score_text": {"type": "string", "description": "The score as the list shows it "
+                           "(\"12.5 / 100\"), or \"—\" while pending, when invalid or refunded."},
+            "ranked_text": {"type": "string", "description": "The ranked value as a percentage, or \"—\"."},
             "message": {"type": ["string", "null"]},
+            "reason": {"type": "string", "description": "Why an invalid or failed upload ended so, "
+                       "in one line (the message, cut); empty otherwise."},
             "url": {"type": "string", "description": "The submission's page in the browser."},
             "result": {"type": ["object", "null"], "description": "What you may see of the result JSON "
                        "(parts, scores, tests); only on GET /api/submissions/{id}, null until graded."},

@@ -38,6 +38,33 @@ def status_label(value: str) -> str:
     return STATUS_LABELS.get(str(value), str(value).replace("_", " "))
 
 
+NO_VALUE = "—"  # a cell with nothing to show yet (queued, running) or ever (invalid, refunded)
+REASON_CHARS = 90
+
+
+def score_text(sub: Submission) -> str:
+    """The list's score cell: points only for an upload that was graded and counts as an
+    attempt (graded or failed in the student's code); "—" while pending, when invalid or
+    refunded (no result of the student's own to show)."""
+    status = SubmissionStatus(sub.status)
+    if status.pending or not sub.counts_attempt or sub.score is None:
+        return NO_VALUE
+    return f"{sub.score:.1f} / {sub.max_score or 0:.0f}"
+
+
+def ranked_text(value: float | None) -> str:
+    return NO_VALUE if value is None else f"{value * 100:.1f}%"
+
+
+def reason_text(sub: Submission) -> str:
+    """One line on why an invalid or failed upload ended so ("" otherwise): its message, cut
+    to REASON_CHARS (the page shows the whole message in the cell's title)."""
+    if SubmissionStatus(sub.status).group not in ("invalid", "failed") or not sub.message:
+        return ""
+    line = " ".join(sub.message.split())
+    return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 1].rstrip() + "…"
+
+
 def student_result(result: GradeResult, spec: Assignment, *, frozen: bool) -> dict[str, Any]:
     """The result JSON of ``visible_to_student``, without the keys it empties."""
     hide = public_only(spec, final=frozen)
@@ -59,9 +86,11 @@ def submission_json(
     """A submission as the API and the pages' scripts read it; ``progress`` is
     ``live.live_json`` (queue position, parts' states)."""
     status = SubmissionStatus(sub.status)
+    ranked = sub.rank_value_public if public_only(spec, final=frozen) else sub.rank_value
     return {
         "id": sub.id,
         "status": str(status),
+        "status_label": status_label(status),
         "state": status.group,
         "pending": status.pending,
         "filename": sub.filename,
@@ -72,8 +101,11 @@ def submission_json(
         "counts_attempt": sub.counts_attempt,
         "score": sub.score,
         "max_score": sub.max_score,
-        "ranked_value": sub.rank_value_public if public_only(spec, final=frozen) else sub.rank_value,
+        "ranked_value": ranked,
+        "score_text": score_text(sub),
+        "ranked_text": ranked_text(ranked),
         "message": sub.message,
+        "reason": reason_text(sub),
         "url": url_for("student.submission", submission_id=sub.id),
         "result": student_result(result, spec, frozen=frozen) if result else None,
         "progress": progress,

@@ -16,6 +16,8 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from grader.config import Assignment
+from grader.errors import SubmissionInvalid
+from grader.intake import check_archive
 from grader.result import GradeResult, Status
 from leaderboard.models import AssignmentRow, Student, Submission, SubmissionStatus, utcnow
 from leaderboard.settings import WebSettings
@@ -53,8 +55,6 @@ class UploadRefused(Exception):
         self.retry_after_s = retry_after_s
 
 
-
-
 @dataclass(frozen=True)
 class StoredArchive:
     key: str
@@ -85,6 +85,16 @@ def store_archive(stream: IO[bytes], *, upload_dir: Path, max_bytes: int) -> Sto
         path.unlink(missing_ok=True)
         raise UploadRefused("The file is empty; choose your submission zip.")
     return StoredArchive(key, path, digest.hexdigest(), size)
+
+
+def check_upload(archive: StoredArchive, spec: Assignment) -> list[str]:
+    """Refuse (422) a stored zip that intake would refuse from its structure alone, with
+    intake's own sentence, so that it is never queued and uses no attempt; the worker's
+    intake stays the authority for what only extraction finds."""
+    try:
+        return check_archive(archive.path, spec)
+    except SubmissionInvalid as exc:
+        raise UploadRefused(exc.message, http_status=422) from None
 
 
 def keeps_archive(result: GradeResult) -> bool:
@@ -200,10 +210,11 @@ def receive_upload(
     filename: str,
     max_bytes: int,
 ) -> Submission:
-    """Store, record and queue one upload (web form and API alike); raises ``UploadRefused``
-    with the reason, leaving nothing behind (no file, no row)."""
+    """Store, check, record and queue one upload (web form and API alike); raises
+    ``UploadRefused`` with the reason, leaving nothing behind (no file, no row, no attempt)."""
     archive = store_archive(stream, upload_dir=services.settings.upload_dir, max_bytes=max_bytes)
     try:
+        check_upload(archive, lab.spec)
         assignment = session.get(AssignmentRow, lab.id)
         assert assignment is not None
         sub = accept_upload(

@@ -18,7 +18,7 @@ import pytest
 
 from grader.config import Assignment, load_assignment
 from grader.errors import GraderFault, SubmissionInvalid
-from grader.intake import Submission, intake, sha256_file
+from grader.intake import Submission, check_archive, intake, sha256_file
 from tests.factories import make_zip
 
 REQUIRED = {
@@ -60,7 +60,19 @@ def refused(archive: Path, dest: Path, assignment: Assignment, *needles: str) ->
         assert needle in exc.message, exc.message
     assert exc.detail
     assert not dest.exists()
+    # The upload's check is the same code: it refuses with the same sentence, or (for what
+    # only the entries' data shows) lets the zip through to the worker's intake.
+    assert upload_check(archive, assignment) in ("", exc.message)
     return exc
+
+
+def upload_check(archive: Path, assignment: Assignment) -> str:
+    """What the upload says of ``archive`` (``check_archive``): its refusal, or "" if taken."""
+    try:
+        check_archive(archive, assignment)
+    except SubmissionInvalid as exc:
+        return exc.message if exc.detail else "(a refusal without detail)"
+    return ""
 
 
 def zip_bytes(files: dict[str, bytes]) -> bytes:
@@ -504,6 +516,36 @@ def test_missing_required_files_in_one_message(tmp_path: Path, spec: Assignment)
     exc = refused(make_zip(tmp_path / "up.zip", files), tmp_path / "out", spec,
                   "The zip is missing model.pt and finetuned.pt;", "model.safetensors")
     assert "numpy_nn.py" not in exc.message
+
+
+def test_the_upload_check_refuses_what_needs_no_data_and_extracts_nothing(tmp_path: Path,
+                                                                         spec: Assignment) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes\n")
+    early = {
+        "not a zip": text,
+        "folder": make_zip(tmp_path / "folder.zip", {f"submission/{k}": v for k, v in GOOD.items()}),
+        "missing": make_zip(tmp_path / "missing.zip", {k: v for k, v in GOOD.items() if k != "model.pt"}),
+        "unsafe": make_zip(tmp_path / "unsafe.zip", GOOD | {"../evil.py": b"x"}),
+        "too many": make_zip(tmp_path / "many.zip", GOOD | {f"f{i}.py": b"" for i in range(64)}),
+    }
+    for name, archive in early.items():
+        with pytest.raises(SubmissionInvalid) as upload:
+            check_archive(archive, spec)
+        with pytest.raises(SubmissionInvalid) as grading:
+            intake(archive, tmp_path / f"out-{name}", assignment=spec)
+        assert upload.value.message == grading.value.message, name
+    # What only the data shows is left to the worker's intake.
+    late = make_zip(tmp_path / "late.zip", GOOD | {"data.bin": gzip.compress(b"hello")})
+    assert upload_check(late, spec) == ""
+    refused(late, tmp_path / "out-late", spec, "itself an archive (gzip)")
+    # A good zip: the same warnings as intake's, and nothing written.
+    good = make_zip(tmp_path / "good.zip", {k: v for k, v in GOOD.items() if k != "cnn.ipynb"})
+    before = sorted(tmp_path.iterdir())
+    warnings = check_archive(good, spec)
+    assert sorted(tmp_path.iterdir()) == before
+    assert warnings == list(intake(good, tmp_path / "out-good", assignment=spec).warnings)
+    assert warnings == ["cnn.ipynb is missing (expected for the report, not graded)."]
 
 
 def test_empty_zip_misses_everything(tmp_path: Path, spec: Assignment) -> None:

@@ -106,7 +106,8 @@ LOCKED = refusal("Too many wrong secrets from this address; wait and try again."
     auth="secret",
     description="Send the zip as the multipart field `file`, or as the whole body with "
                 "`Content-Type: application/zip` (then `X-Filename` names it). The answer is the new "
-                "submission, queued for grading; poll its `Location` until `pending` is false.",
+                "submission, queued for grading; poll its `Location` until `pending` is false. The zip's "
+                "structure is checked first: one grading would refuse is refused at once (422).",
     body={
         "multipart/form-data": {"type": "object", "required": ["file"],
                                 "properties": {"file": {**ZIP_BODY, "description": "The submission zip."}}},
@@ -117,10 +118,13 @@ LOCKED = refusal("Too many wrong secrets from this address; wait and try again."
     answers={
         202: Answer("Taken and queued for grading.", "Submission",
                     headers={"Location": "The API address of the new submission."}),
-        400: refusal("No zip in the request, or not a zip the grader can read."),
+        400: refusal("No file in the request, or an empty one."),
         401: NO_SECRET,
         403: refusal("Uploads are closed (not open yet, past the deadline, or the board is frozen)."),
         413: refusal("The zip is larger than the upload limit."),
+        422: refusal("Not a zip the grader can take: not a zip at all, files inside a folder instead "
+                     "of at the zip's top level, a required file missing, or an unsafe entry; "
+                     "`error` says which. Nothing is queued and no attempt is used."),
         429: refusal("No attempts left, too many uploads in a short time, or too many wrong secrets.",
                      {"Retry-After": "Seconds to wait."}),
     },

@@ -27,7 +27,7 @@ from leaderboard.charts import ScoreChart, score_chart
 from leaderboard.context import db, is_frozen, lab, load_result, services, upload_limit
 from leaderboard.live import live_parts, progress_sentence, queue_position
 from leaderboard.models import Student, Submission, SubmissionStatus
-from leaderboard.present import part_views
+from leaderboard.present import part_views, ranked_text, reason_text, score_text
 from leaderboard.ranking import bump_board
 from leaderboard.security import error_response
 from leaderboard.uploads import (
@@ -75,6 +75,9 @@ def _upload_page(student: Student, *, error: str = "", status: int = 200, retry_
                 max_bytes=limit,
                 too_large=upload_too_large_message(limit),
                 required=spec.files.required,
+                # What the page's script checks in a chosen zip before sending it.
+                zip_rules={"required": list(spec.files.required),
+                           "alternatives": {k: list(v) for k, v in spec.files.alternatives.items()}},
                 error=error,
             ),
             status=status,
@@ -134,6 +137,9 @@ def submissions() -> Any:
         hidden=hidden,
         history=history_chart(rows, here.spec, hidden=hidden),
         Status=SubmissionStatus,
+        score_text=score_text,
+        ranked_text=ranked_text,
+        reason_text=reason_text,
     )
 
 

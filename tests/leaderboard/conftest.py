@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 
 from leaderboard.db import upgrade
 from leaderboard.settings import WebSettings
-from tests.leaderboard.factories import tiny_good_zip, tiny_zip
+from tests.leaderboard.factories import folder_zip, late_invalid_zip, tiny_good_zip, tiny_zip
 from tests.leaderboard.helpers import (
     Roster,
     Stack,
@@ -156,7 +156,9 @@ def roster(web_settings: WebSettings) -> Roster:
 @pytest.fixture(scope="session")
 def zips() -> dict[str, bytes]:
     """Real submissions: ``good`` (correct layers, tiny untrained nets: graded in seconds),
-    ``crash`` (raises at import: graded ``crashed``), ``invalid`` (refused at intake)."""
+    ``crash`` (raises at import: graded ``crashed``), ``invalid`` (taken at upload, refused by
+    the worker's intake once it reads the data), ``refused`` (the files inside a folder: refused
+    at upload, never queued)."""
     return {
         "good": tiny_good_zip(),
         "crash": tiny_zip(
@@ -167,7 +169,8 @@ def zips() -> dict[str, bytes]:
                 "finetuned.pt": b"not a checkpoint",
             }
         ),
-        "invalid": tiny_zip(),
+        "invalid": late_invalid_zip(),
+        "refused": folder_zip(),
     }
 
 

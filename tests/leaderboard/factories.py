@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import zipfile
 from datetime import datetime
@@ -122,6 +123,31 @@ def tiny_zip(files: dict[str, bytes] | None = None) -> bytes:
         for name, data in (files or {"readme.txt": b"not a submission"}).items():
             zf.writestr(name, data)
     return buffer.getvalue()
+
+
+PLACEHOLDERS = {
+    "numpy_nn.py": b"# placeholder\n",
+    "pytorch_cnn.py": b"# placeholder\n",
+    "model.pt": b"not a checkpoint",
+    "finetuned.pt": b"not a checkpoint",
+}
+
+
+def shaped_zip() -> bytes:
+    """The cnn lab's required files at the top level with placeholder contents: a zip the
+    upload's structure check takes (queued), which grading then fails."""
+    return tiny_zip(PLACEHOLDERS)
+
+
+def late_invalid_zip() -> bytes:
+    """A zip the upload takes (its directory is in order) that the worker's intake refuses as
+    ``invalid`` once it reads the data: ``pytorch_cnn.py`` is itself a gzip archive."""
+    return tiny_zip({**PLACEHOLDERS, "pytorch_cnn.py": gzip.compress(b"print('hi')\n")})
+
+
+def folder_zip(files: dict[str, bytes] | None = None, folder: str = "submission") -> bytes:
+    """The required files zipped with their folder around them (refused at upload)."""
+    return tiny_zip({f"{folder}/{name}": data for name, data in (files or PLACEHOLDERS).items()})
 
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -66,6 +66,18 @@ def add_roster(settings: WebSettings, n: int, *, prefix: str = "s") -> Roster:
     return roster
 
 
+def multipart(fields: dict[str, bytes], boundary: str = "lbtest",
+              filename: str = "s.zip") -> tuple[bytes, str]:
+    """A multipart body as browsers send it (``file`` as a file part, the rest as fields); as
+    bytes, since the test client's own encoding of a large file leaks a temporary file."""
+    body = b""
+    for name, value in fields.items():
+        named = f'; filename="{filename}"' if name == "file" else ""
+        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{named}\r\n\r\n'.encode()
+        body += value + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
 def csrf_of(client: Any, path: str = "/login") -> str:
     """The CSRF token of the client's session, as a page's form carries it."""
     html = client.get(path).get_data(as_text=True)

@@ -77,9 +77,9 @@ def test_student_uploads_in_the_browser_and_sees_the_board(
     row = page.locator("table.list tbody tr").first
     assert "my-submission.zip" in row.inner_text()
 
-    # The status cell turns to "graded" without a reload.
+    # The status cell turns to "Graded" without a reload.
     page.wait_for_function(
-        "() => document.querySelector('[data-field=status]').textContent === 'graded'",
+        "() => document.querySelector('[data-field=status]').textContent === 'Graded'",
         timeout=120_000,
     )
     assert "99 of 100 attempts left" in page.inner_text("main")

@@ -24,7 +24,7 @@ from grader.course import find_assignment, load_course, selected
 from grader.errors import SpecError
 from leaderboard.settings import WebSettings
 from tests.factories import write_spec
-from tests.leaderboard.factories import add_graded, result_data, tiny_good_zip, tiny_zip
+from tests.leaderboard.factories import add_graded, late_invalid_zip, result_data, tiny_good_zip
 from tests.leaderboard.helpers import (
     Roster,
     add_roster,
@@ -302,7 +302,7 @@ def test_worker_grades_submissions_of_both_assignments(
             assert res.status_code == 202, res.get_data(as_text=True)
             assert res.headers["Location"] == f"{prefix}/api/submissions/{res.get_json()['id']}"
             ids[prefix or "cnn"] = res.get_json()["id"]
-        bad = client.post("/a/lab2/api/submissions", data={"file": (io.BytesIO(tiny_zip()), "s.zip")},
+        bad = client.post("/a/lab2/api/submissions", data={"file": (io.BytesIO(late_invalid_zip()), "s.zip")},
                           headers={"Authorization": f"Bearer {secret}"}, content_type="multipart/form-data")
         assert bad.status_code == 202
         done = wait_done(stack, [*ids.values(), bad.get_json()["id"]], timeout_s=240)

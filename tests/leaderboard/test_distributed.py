@@ -19,7 +19,7 @@ from grader.datasets.sync import fingerprint
 from grader.pipeline import grade
 from leaderboard.claims import claim
 from leaderboard.models import Result, Submission
-from tests.leaderboard.factories import tiny_good_zip, tiny_zip
+from tests.leaderboard.factories import late_invalid_zip, tiny_good_zip
 from tests.leaderboard.helpers import (
     ROOT,
     Stack,
@@ -114,7 +114,8 @@ def test_a_worker_on_another_machine_deletes_the_zip_of_an_invalid_upload(
     machine = _machine(tmp_path, "machine-a", grader_home / "hidden" / "cnn")
     cluster.start_worker(**machine, LEADERBOARD_ARCHIVE_URL=cluster.server.url)
     secret = cluster.roster.secrets["s003"]
-    ids = [api_upload(cluster, secret, tiny_zip(), f"notes-{i}.zip").get_json()["id"] for i in range(3)]
+    bad = late_invalid_zip()
+    ids = [api_upload(cluster, secret, bad, f"notes-{i}.zip").get_json()["id"] for i in range(3)]
     ids.append(api_upload(cluster, secret, tiny_good_zip(seed=5), "good.zip").get_json()["id"])
     statuses = wait_done(cluster, ids, timeout_s=240)
     with Session(cluster.engine) as session:

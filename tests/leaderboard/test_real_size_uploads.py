@@ -201,12 +201,12 @@ def _signed_in_page(browser: Any, url: str, secret: str, width: int = 1280, **op
 
 
 def _wait_graded_on_the_page(page: Any, filename: str) -> str:
-    """The submissions list shows the upload; its status cell turns 'graded' by itself."""
+    """The submissions list shows the upload; its status cell turns 'Graded' by itself."""
     page.wait_for_url(re.compile(r"/submissions$"), timeout=120_000)
     row = page.locator("table.list tbody tr").first
     assert filename in row.inner_text()
     page.wait_for_function(
-        "() => document.querySelector('table.list tbody tr [data-field=status]').textContent === 'graded'",
+        "() => document.querySelector('table.list tbody tr [data-field=status]').textContent === 'Graded'",
         timeout=GRADE_TIMEOUT_S * 1000,
     )
     return str(row.get_attribute("data-id"))

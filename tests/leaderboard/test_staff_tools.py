@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from leaderboard.accounts import RosterEntry, import_roster, student_secret
 from leaderboard.models import AssignmentRow, Student, Submission
 from leaderboard.staff_charts import per_day, score_histogram
-from tests.leaderboard.factories import add_graded, result_data, tiny_zip
+from tests.leaderboard.factories import add_graded, result_data, shaped_zip
 from tests.leaderboard.helpers import Roster, csrf_of, sign_in, sign_in_staff
 
 T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
@@ -51,7 +51,7 @@ def _score(app: Any, sub_id: int) -> float:
 def _queued(app: Any, secret: str) -> int:
     """A real upload through the API, left in the queue (no worker runs here)."""
     response = app.test_client().post(
-        "/api/submissions", data=tiny_zip(),
+        "/api/submissions", data=shaped_zip(),
         headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/zip"})
     assert response.status_code == 202, response.get_json()
     return int(response.get_json()["id"])

@@ -11,7 +11,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from leaderboard.models import Submission
-from tests.leaderboard.factories import add_graded, result_data, tiny_zip
+from tests.leaderboard.factories import add_graded, result_data, shaped_zip
 from tests.leaderboard.helpers import Roster, csrf_of, sign_in
 
 
@@ -60,7 +60,7 @@ def test_display_names_must_be_unique_and_short(client: Any, roster: Roster) -> 
 def test_upload_is_stored_under_a_server_id_and_queued(app: Any, client: Any, roster: Roster) -> None:
     sign_in(client, roster.secrets["s001"])
     token = csrf_of(client, "/upload")
-    body = tiny_zip()
+    body = shaped_zip()
     response = client.post(
         "/upload",
         data={"csrf_token": token, "file": (io.BytesIO(body), "../../evil name.zip")},

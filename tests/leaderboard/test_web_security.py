@@ -14,8 +14,8 @@ import pytest
 from leaderboard import create_app
 from leaderboard.settings import WebSettings
 from leaderboard.views.auth import safe_next
-from tests.leaderboard.factories import tiny_zip
-from tests.leaderboard.helpers import INSTRUCTOR, Roster, csrf_of, sign_in, sign_in_staff
+from tests.leaderboard.factories import PLACEHOLDERS, shaped_zip, tiny_zip
+from tests.leaderboard.helpers import INSTRUCTOR, Roster, csrf_of, multipart, sign_in, sign_in_staff
 
 
 def _change_spec(svc: Any, **changes: Any) -> None:
@@ -25,7 +25,7 @@ def _change_spec(svc: Any, **changes: Any) -> None:
 
 
 def upload(client: Any, token: str | None, body: bytes = b"", name: str = "s.zip") -> Any:
-    data: dict[str, Any] = {"file": (io.BytesIO(body or tiny_zip()), name)}
+    data: dict[str, Any] = {"file": (io.BytesIO(body or shaped_zip()), name)}
     if token is not None:
         data["csrf_token"] = token
     return client.post("/upload", data=data, content_type="multipart/form-data")
@@ -78,22 +78,12 @@ def stored_files(settings: WebSettings) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-def multipart(fields: dict[str, bytes], boundary: str = "lbtest") -> tuple[bytes, str]:
-    """A multipart body as browsers send it (``file`` as a file part, the rest as fields)."""
-    body = b""
-    for name, value in fields.items():
-        filename = '; filename="s.zip"' if name == "file" else ""
-        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{filename}\r\n\r\n'.encode()
-        body += value + b"\r\n"
-    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
 def test_multipart_uploads_of_several_mib_are_taken(client: Any, web_settings: WebSettings,
                                                     roster: Roster) -> None:
     """Werkzeug's form-memory limit once refused every multipart body over ~64 KiB."""
     # Random bytes, as in a real checkpoint: a CR or LF near the end of a read chunk is what
     # tripped that limit.
-    big = tiny_zip({"padding.bin": random.Random(0).randbytes(3 << 20)})
+    big = tiny_zip({**PLACEHOLDERS, "model.pt": random.Random(0).randbytes(3 << 20)})
     sign_in(client, roster.secrets["s001"])
     # Bodies as bytes: the test client's own encoding of a file leaks a temporary file.
     body, content_type = multipart({"csrf_token": csrf_of(client, "/upload").encode(), "file": big})
@@ -148,7 +138,7 @@ def test_other_bodies_and_form_fields_are_small(client: Any, roster: Roster) -> 
     assert login.status_code == 413
     assert "The request is larger than the limit of 1 MiB." in login.get_data(as_text=True)
     body, content_type = multipart({"csrf_token": token.encode(), "note": b"n" * (300 << 10),
-                                    "file": tiny_zip()})
+                                    "file": shaped_zip()})
     field = client.post("/upload", data=body, content_type=content_type)
     assert field.status_code == 413
     assert "A form field is larger than the limit of 256 KiB." in field.get_data(as_text=True)
@@ -186,12 +176,12 @@ def test_uploads_refused_at_the_door_leave_no_file(web_settings: WebSettings, ro
     assert attempts("s001", b"") == {400}  # empty
     assert upload(pages["s001"], csrf_of(pages["s001"], "/upload")).status_code == 302
     kept = stored_files(web_settings)
-    assert attempts("s001", tiny_zip()) == {429}  # rate limit
+    assert attempts("s001", shaped_zip()) == {429}  # rate limit
     _change_spec(svc, upload_budget=0)
-    assert attempts("s002", tiny_zip()) == {403}  # no attempts left
+    assert attempts("s002", shaped_zip()) == {403}  # no attempts left
     closed = {"final": datetime.now(UTC) - timedelta(days=1)}
     _change_spec(svc, upload_budget=100, deadlines=closed)
-    assert attempts("s003", tiny_zip()) == {403}  # after the deadline
+    assert attempts("s003", shaped_zip()) == {403}  # after the deadline
     assert stored_files(web_settings) == kept
     app.extensions["leaderboard"].engine.dispose()
 
@@ -208,7 +198,7 @@ def test_too_many_uploads_get_429_with_a_clear_message(web_settings: WebSettings
     assert "Too many uploads: at most 3 per 600 s" in refused.get_data(as_text=True)
     api = client.post(
         "/api/submissions",
-        data={"file": (io.BytesIO(tiny_zip()), "s.zip")},
+        data={"file": (io.BytesIO(shaped_zip()), "s.zip")},
         headers={"Authorization": f"Bearer {roster.secrets['s001']}"},
         content_type="multipart/form-data",
     )
@@ -253,22 +243,22 @@ def test_security_headers_on_every_page(client: Any) -> None:
 
 
 def test_api_needs_a_known_bearer_secret(client: Any, roster: Roster) -> None:
-    body = {"file": (io.BytesIO(tiny_zip()), "s.zip")}
+    body = {"file": (io.BytesIO(shaped_zip()), "s.zip")}
     assert client.post("/api/submissions", data=body).status_code == 401
     wrong = client.post(
         "/api/submissions",
-        data={"file": (io.BytesIO(tiny_zip()), "s.zip")},
+        data={"file": (io.BytesIO(shaped_zip()), "s.zip")},
         headers={"Authorization": "Bearer not-a-secret"},
     )
     assert wrong.status_code == 401
     assert "not known" in wrong.get_json()["error"]
     # A signed-in browser session cannot POST to the API (no CSRF hole through it).
     sign_in(client, roster.secrets["s001"])
-    cookie_only = client.post("/api/submissions", data={"file": (io.BytesIO(tiny_zip()), "s.zip")})
+    cookie_only = client.post("/api/submissions", data={"file": (io.BytesIO(shaped_zip()), "s.zip")})
     assert cookie_only.status_code == 401
     ok = client.post(
         "/api/submissions",
-        data=tiny_zip(),
+        data=shaped_zip(),
         headers={"Authorization": f"Bearer {roster.secrets['s001']}", "X-Filename": "raw.zip"},
         content_type="application/zip",
     )

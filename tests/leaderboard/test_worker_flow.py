@@ -28,6 +28,13 @@ def test_uploads_are_graded_by_the_worker(stack: Stack, zips: dict[str, bytes]) 
     good = api_upload(stack, secret, zips["good"], "good.zip")
     assert good.status_code == 202, good.get_json()
     assert good.get_json()["status"] == "queued"
+    # A zip whose files sit in a folder is refused at once: no row, nothing for the worker.
+    count = len(stack.statuses())
+    refused = api_upload(stack, secret, zips["refused"], "folder.zip")
+    assert refused.status_code == 422
+    assert "inside the folder 'submission/'" in refused.get_json()["error"]
+    assert len(stack.statuses()) == count
+    # One whose directory is in order but whose data intake refuses is graded invalid.
     invalid = api_upload(stack, secret, zips["invalid"], "notes.zip")
     crash = api_upload(stack, secret, zips["crash"], "crash.zip")
     ids = [r.get_json()["id"] for r in (good, invalid, crash)]
@@ -45,7 +52,7 @@ def test_uploads_are_graded_by_the_worker(stack: Stack, zips: dict[str, bytes]) 
     assert "detail" not in numpy_part
     invalid_api = client.get(f"/api/submissions/{ids[1]}").get_json()
     assert invalid_api["counts_attempt"] is False
-    assert "missing" in invalid_api["result"]["message"]
+    assert "is itself an archive" in invalid_api["result"]["message"]
     # Two attempts used: the graded one and the crash; the invalid upload is refunded.
     assert client.get("/api/submissions").get_json()["remaining_attempts"] == before - 2
 
