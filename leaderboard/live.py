@@ -112,6 +112,18 @@ def progress_sentence(status: str, position: int | None, parts: list[LivePart]) 
     return "Grading now; the points come when every part has run."
 
 
+def progress_brief(position: int | None, parts: list[LivePart]) -> str:
+    """The same in a few words, for a row of the list ("2nd in line", "MyNet: running for 12 s")."""
+    if position:
+        return f"{ordinal(position)} in line"
+    running = [p for p in parts if p.state == "running"]
+    if running:
+        return f"{running[0].title}: {running[0].label}"
+    if parts and all(p.state != "waiting" for p in parts):
+        return "scoring the results"
+    return "starting" if parts else ""
+
+
 def live_json(session: Session, sub: Submission, spec: Assignment) -> dict[str, Any]:
     """The ``progress`` object of a submission's JSON (documented in the API's schemas)."""
     position = queue_position(session, sub)
@@ -119,5 +131,6 @@ def live_json(session: Session, sub: Submission, spec: Assignment) -> dict[str, 
     return {
         "queue_position": position,
         "sentence": progress_sentence(sub.status, position, parts),
+        "brief": progress_brief(position, parts),
         "parts": [p.to_json() for p in parts],
     }

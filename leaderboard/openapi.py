@@ -72,12 +72,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "description": "Where a pending upload is: its place in the queue, then each part's state "
                        "while a worker grades it. The points come with the result.",
-        "required": ["queue_position", "sentence", "parts"],
+        "required": ["queue_position", "sentence", "brief", "parts"],
         "properties": {
             "queue_position": {"type": ["integer", "null"], "description": "1: the next upload a "
                                "worker takes; null unless queued."},
             "sentence": {"type": "string", "description": "Where the upload is, in words.",
                          "examples": ["Waiting for a grader: 3rd in line."]},
+            "brief": {"type": "string", "description": "The same in a few words (the list's rows).",
+                      "examples": ["2nd in line", "MyNet on FashionMNIST: running for 12 s"]},
             "parts": {"type": "array", "description": "Empty unless running.", "items": {
                 "type": "object",
                 "required": ["name", "title", "state", "seconds", "label"],

@@ -81,6 +81,7 @@ HOST_LABEL = "org.cnn-grader.host"
 PYTHON_LABEL = "org.cnn-grader.python"
 OPEN_FILES = 1024
 CLI_TIMEOUT_S = 60.0
+REMOVE_RETRY_S = (1.0, 3.0, 0.0)  # pauses after refused `docker rm --force` attempts (three tries)
 SETUP_HINT = "run scripts/setup-docker.sh"
 # Where an interpreter cannot be bound from the host: the image's own system and the
 # engine's /proc, /dev and /out (a prefix under /tmp is fine: it is bound onto the tmpfs).
@@ -396,11 +397,19 @@ class _Job:
         return stats
 
     def _remove(self) -> None:
-        done = self.sandbox.cli("rm", "--force", self.container)
-        if done.returncode != 0 and "No such container" not in done.stderr:
-            raise GraderFault(f"cannot remove the sandbox container {self.container}",
-                              detail=done.stderr)
-        self.removed = True
+        """``docker rm --force``, again after a pause when the engine refuses: a busy engine
+        answers "removal already in progress" or "did not receive an exit event" for a
+        container it is still killing, which is no fault of the grader's yet."""
+        errors = []
+        for pause_s in REMOVE_RETRY_S:
+            done = self.sandbox.cli("rm", "--force", self.container)
+            if done.returncode == 0 or "No such container" in done.stderr:
+                self.removed = True
+                return
+            errors.append(done.stderr.strip())
+            time.sleep(pause_s)
+        raise GraderFault(f"cannot remove the sandbox container {self.container}",
+                          detail="\n".join(errors))
 
     # ------------------------------------------------------------------ tidy-up
 

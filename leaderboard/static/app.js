@@ -289,9 +289,11 @@
         st.textContent = s.status_label;
         st.className = "status status-" + s.state;
         var reason = row.querySelector("[data-field=reason]");
-        reason.textContent = s.reason;
+        // a failed row's reason; a pending one's place in line or running part (live.py)
+        var brief = s.pending && s.progress ? s.progress.brief : "";
+        reason.textContent = s.reason || brief;
         reason.title = s.reason ? s.message : "";
-        reason.hidden = !s.reason;
+        reason.hidden = !(s.reason || brief);
         // The server words the cells (present.score_text): "—" until there is a result.
         row.querySelector("[data-field=score]").textContent = s.score_text;
         row.querySelector("[data-field=ranked]").textContent = s.ranked_text;
@@ -310,7 +312,7 @@
     var sentence = $("[data-field=sentence]", one);
     poll(one.getAttribute("data-poll-submission"), 1000, function (s) {
       var st = one.querySelector("[data-field=status]");
-      st.textContent = s.status.replace(/_/g, " ");
+      st.textContent = s.status_label;
       st.className = "status status-" + s.state;
       if (!s.pending) { window.location.reload(); return false; }
       var progress = s.progress || { parts: [], sentence: "" };

@@ -25,7 +25,7 @@ from leaderboard.accounts import AccountError, set_display_name
 from leaderboard.bodies import drain, too_large_message
 from leaderboard.charts import ScoreChart, score_chart
 from leaderboard.context import db, is_frozen, lab, load_result, services, upload_limit
-from leaderboard.live import live_parts, progress_sentence, queue_position
+from leaderboard.live import live_parts, progress_brief, progress_sentence, queue_position
 from leaderboard.models import Student, Submission, SubmissionStatus
 from leaderboard.present import part_views, ranked_text, reason_text, score_text
 from leaderboard.ranking import bump_board
@@ -140,6 +140,8 @@ def submissions() -> Any:
         score_text=score_text,
         ranked_text=ranked_text,
         reason_text=reason_text,
+        briefs={s.id: progress_brief(queue_position(db(), s), live_parts(s, here.spec))
+                for s in rows if SubmissionStatus(s.status).pending},
     )
 
 

@@ -84,9 +84,13 @@ def test_the_queue_position_then_each_parts_state_in_the_json_and_the_page(idle_
     assert "Grading now; the points come when every part has run." in page
     assert 'data-part="mynet"' in page
     assert "finished in 0.4 s" in page
+    assert "MyNet on FashionMNIST: running for" in client.get("/submissions").get_data(as_text=True)
     other = stack.app.test_client()
     sign_in(other, secrets[2])
     assert "Waiting for a grader: 2nd in line." in other.get(f"/submissions/{ids[2]}").get_data(as_text=True)
+    assert "2nd in line" in other.get("/submissions").get_data(as_text=True)  # the list says it too
+    listed = other.get("/api/submissions").get_json()["submissions"][0]["progress"]
+    assert listed["brief"] == "2nd in line"
 
     # A run whose claim was taken over writes nothing.
     stale = type(taken)(taken.submission_id, "not-the-token", taken.archive_key, taken.attempt, False)

@@ -176,8 +176,10 @@ def test_the_list_shows_labels_reasons_and_dashes(app: Any, client: Any, roster:
     listed = {s["id"]: s for s in client.get("/api/submissions").get_json()["submissions"]}
     for sub_id in (*ids.values(), queued):
         s = listed[sub_id]
-        assert (s["status_label"], s["score_text"], s["ranked_text"], s["reason"]) == (
+        shown_reason = s["reason"] or (s["progress"]["brief"] if s["pending"] else "")  # as app.js
+        assert (s["status_label"], s["score_text"], s["ranked_text"], shown_reason) == (
             cell(sub_id, "status"), cell(sub_id, "score"), cell(sub_id, "ranked"), cell(sub_id, "reason"))
+    assert cell(queued, "reason") == "1st in line"  # a pending row says where it is
     assert listed[ids["invalid"]]["message"] == long_reason
     page = client.get(f"/submissions/{queued}").get_data(as_text=True)
     assert re.search(r"<dt>Score</dt><dd[^>]*>—</dd>", page)
