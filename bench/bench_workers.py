@@ -53,7 +53,7 @@ from worker_stack import PENDING, STOP, Row, Service, Upload, pause
 from grader.config import Settings, load_assignment
 from grader.demo import ensure_hidden_data
 from grader.sandbox.base import available_cores
-from tests.leaderboard.factories import tiny_good_zip, tiny_zip
+from tests.leaderboard.factories import late_invalid_zip, tiny_good_zip
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -239,7 +239,7 @@ def latency(opts: Options, body: bytes, *, count: int, workers: int, gaps: tuple
           "negative: grading started before the 202 reached the client)")
     print(f"   upload request -> 202: median {statistics.median(request):.3f} s"
           + (f"; with {len(lat)} samples p99 is close to the maximum" if len(lat) < 100 else ""))
-    print("   (invalid zips: refused at intake within a second, so the workers are idle again at once;"
+    print("   (zips the worker's intake refuses within a second, so the workers are idle again at once;"
           " when grading starts does not depend on what was uploaded)")
     return len(lat) == count
 
@@ -410,7 +410,7 @@ def main() -> int:
     spec = load_assignment(settings.assignment_path)
     ensure_hidden_data(settings, spec, echo=lambda _line: None)
     bodies, described = submissions(settings, args.full)
-    invalid = tiny_zip()
+    invalid = late_invalid_zip()  # taken at upload, refused by the worker's intake at once
     cores, usable = os.cpu_count() or 1, available_cores()
     cpus = os.environ.get("GRADER_SANDBOX_CPUS") or extra.get("GRADER_SANDBOX_CPUS")
     queue = args.redis_url if args.queue == "redis" else "Huey's SQLite file"
