@@ -411,13 +411,11 @@ def main() -> int:
     ensure_hidden_data(settings, spec, echo=lambda _line: None)
     bodies, described = submissions(settings, args.full)
     invalid = late_invalid_zip()  # taken at upload, refused by the worker's intake at once
-    cores, usable = os.cpu_count() or 1, available_cores()
+    usable = available_cores()
     cpus = os.environ.get("GRADER_SANDBOX_CPUS") or extra.get("GRADER_SANDBOX_CPUS")
     queue = args.redis_url if args.queue == "redis" else "Huey's SQLite file"
     print("bench_workers: real `grader worker` processes, web app under gunicorn, all on loopback")
     print(machine())
-    print(f"machine: {cores} cores (os.cpu_count()), {usable} usable here; "
-          f"load average {os.getloadavg()[0]:.2f} at the start")
     share = f"{cpus} CPUs (GRADER_SANDBOX_CPUS)" if cpus else f"{spec.limits.cpus:g} CPUs (spec limits.cpus)"
     if args.share_cores:
         share += "; in the scaling runs cores // workers"
