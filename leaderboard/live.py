@@ -48,6 +48,12 @@ class LivePart:
                 "seconds": round(self.seconds, 1), "label": self.label}
 
 
+def waiting_parts(spec: Assignment) -> list[LivePart]:
+    """Every part of ``spec``, waiting: what a queued submission's page holds (hidden) for its
+    script to fill in once a worker takes it."""
+    return [LivePart(part.name, part.title, "waiting", 0.0) for part in spec.parts]
+
+
 def live_parts(sub: Submission, spec: Assignment, *, now: datetime | None = None) -> list[LivePart]:
     """Each part of ``spec`` with its state while ``sub`` is graded ([] when it is not running)."""
     if sub.status != SubmissionStatus.RUNNING:

@@ -25,7 +25,7 @@ from leaderboard.accounts import AccountError, set_display_name
 from leaderboard.bodies import drain, too_large_message
 from leaderboard.charts import ScoreChart, score_chart
 from leaderboard.context import db, is_frozen, lab, load_result, services, upload_limit
-from leaderboard.live import live_parts, progress_brief, progress_sentence, queue_position
+from leaderboard.live import live_parts, progress_brief, progress_sentence, queue_position, waiting_parts
 from leaderboard.models import Student, Submission, SubmissionStatus
 from leaderboard.present import part_views, ranked_text, reason_text, score_text
 from leaderboard.ranking import bump_board
@@ -180,6 +180,7 @@ def submission(submission_id: int) -> Any:
         frozen=frozen,
         progress_sentence=progress_sentence(sub.status, queue_position(db(), sub), live),
         live=live,
+        waiting_parts=waiting_parts(spec),
     )
 
 

@@ -5,6 +5,7 @@ result does."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -87,7 +88,12 @@ def test_the_queue_position_then_each_parts_state_in_the_json_and_the_page(idle_
     assert "MyNet on FashionMNIST: running for" in client.get("/submissions").get_data(as_text=True)
     other = stack.app.test_client()
     sign_in(other, secrets[2])
-    assert "Waiting for a grader: 2nd in line." in other.get(f"/submissions/{ids[2]}").get_data(as_text=True)
+    queued_page = other.get(f"/submissions/{ids[2]}").get_data(as_text=True)
+    assert "Waiting for a grader: 2nd in line." in queued_page
+    # its (hidden) parts wait for the script, each with the words the JSON will bring
+    assert re.findall(r'<li class="live-(\w+)" data-part="(\w+)"', queued_page) == [
+        ("waiting", n) for n in PARTS]
+    assert "bound method" not in queued_page
     assert "2nd in line" in other.get("/submissions").get_data(as_text=True)  # the list says it too
     listed = other.get("/api/submissions").get_json()["submissions"][0]["progress"]
     assert listed["brief"] == "2nd in line"
