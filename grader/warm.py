@@ -20,6 +20,7 @@ cgroup ``run-<pid>-…``, so what a killed worker leaves is swept as usual (grad
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -97,6 +98,10 @@ class WarmSandbox:
             # was seen to leave the sandbox's own pid 1 and the runner alive).
             wait_max_s=max_wait_s + RUNNER_GRACE_S,
         )
+        # Until go, it runs at the lowest CPU priority: its imports use what the running job
+        # leaves idle instead of slowing that job (the bwrap backend; others ignore it).
+        self._going = threading.Event()
+        request = dataclasses.replace(request, idle_until=self._going)
         try:
             self._sandbox = sandbox or get_sandbox(settings.sandbox)
         except BaseException:
@@ -180,6 +185,7 @@ class WarmSandbox:
             self._job_poll, self._job_wall_s = poll, wall_s
             self._go_at = time.monotonic()
             self._state = State.RUNNING
+        self._going.set()
         (self.job_dir / GO_FILE).touch(mode=0o644)
         self._thread.join()
         if self._error is not None:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,6 +50,16 @@ def run_groups(pid: int) -> dict[Path, set[int]]:
                 continue
             groups[child] = {int(p) for p in procs}
     return groups
+
+
+def cpu_idle(groups: Iterable[Path]) -> str | None:
+    """The run's ``cpu.idle`` (cgroup v1's cpu hierarchy or the v2 group); None once removed."""
+    for group in groups:
+        try:
+            return (group / "cpu.idle").read_text().strip()
+        except FileNotFoundError:
+            continue
+    return None
 
 
 def comparable(result: GradeResult) -> dict[str, object]:
@@ -91,10 +102,26 @@ def test_a_pre_started_sandbox_grades_as_a_cold_one_and_is_destroyed(
     groups = run_groups(os.getpid())
     assert len({g.name for g in groups}) == 1
     assert all(groups.values())
+    assert cpu_idle(groups) == "1"  # waiting, it only takes CPU that running jobs leave idle
     time.sleep(8)  # waiting for a submission never counts against it
     assert warm.claim()
 
-    result = grade(archive, assignment, work_settings, manifest=manifest, warm=warm)
+    seen: list[str | None] = []
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            seen.append(cpu_idle(groups))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = grade(archive, assignment, work_settings, manifest=manifest, warm=warm)
+    finally:
+        watching.set()
+        watcher.join()
+    assert "0" in seen  # its job runs with the usual share of the CPU
 
     assert comparable(result) == comparable(cold)
     assert result.status == "graded"

@@ -15,6 +15,7 @@ import posixpath
 import pwd
 import stat
 import subprocess
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,9 @@ class RunRequest:
     limits: SandboxLimits
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str = "/tmp"
+    # A pre-started run (grader/warm.py) waits in the background: until this is set it only
+    # gets CPU that running jobs leave idle, so preparing the next job does not slow this one.
+    idle_until: threading.Event | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

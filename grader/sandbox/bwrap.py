@@ -281,6 +281,33 @@ class _Job:
         except (OSError, CgroupUnavailable) as exc:
             raise GraderFault(f"cannot create the sandbox's cgroup: {exc}") from exc
 
+    def _in_background(self, poll: Poll | None) -> Poll | None:
+        """Lower the run's CPU priority until ``request.idle_until`` is set (checked at each
+        poll, every 0.1 s); ``poll`` itself is called as before."""
+        until, cgroup = self.request.idle_until, self.cgroup
+        if until is None or until.is_set() or cgroup is None:
+            return poll
+        try:
+            how = cgroup.set_background(True)
+        except OSError as exc:
+            logger.warning("cannot lower a pre-started sandbox's CPU priority: %s", exc)
+            return poll
+        if how is None:
+            return poll
+        lowered = True
+
+        def watched(live_out: Path) -> str | None:
+            nonlocal lowered
+            if lowered and until.is_set():
+                lowered = False
+                try:
+                    cgroup.set_background(False)
+                except OSError as exc:  # the run goes on at the low priority: slower, not wrong
+                    logger.warning("cannot restore a sandbox's CPU priority: %s", exc)
+            return poll(live_out) if poll is not None else None
+
+        return watched
+
     # ------------------------------------------------------------------ the run
 
     def _kill(self) -> None:
@@ -298,6 +325,7 @@ class _Job:
         out_source = self.out.prepare()
         self.enforced["output"] = self.out.enforced
         self._make_cgroup()
+        poll = self._in_background(poll)
         status_r, status_w = os.pipe()
         self.status_r = status_r
         try:
@@ -338,7 +366,8 @@ class _Job:
             for fd in procs_fds:
                 os.close(fd)
         watch = supervise(self.proc, started=started, wall_s=self.limits.wall_s,
-                          log_bytes=self.limits.log_bytes, poll=bind_poll(poll, out_source),
+                          log_bytes=self.limits.log_bytes,
+                          poll=bind_poll(poll, out_source),
                           kill=self._kill, after_exit=self._after_exit)
         status = self._read_status()
         stats = self.cgroup.stats() if self.cgroup else None

@@ -232,6 +232,28 @@ class Cgroup:
         """Set the limits; returns which mechanism enforces each one."""
         raise NotImplementedError
 
+    # (file, lowest, default) of the weight each version gives a group among its siblings
+    WEIGHT: tuple[str, str, str] = ("", "", "")
+
+    def _cpu_dir(self) -> Path | None:
+        return None
+
+    def set_background(self, on: bool) -> str | None:
+        """While ``on``, the group only gets CPU its siblings leave idle (``cpu.idle``, else the
+        lowest weight); off again, it has the usual share. The file used, or None (no cpu
+        controller here: the priority is left as it is)."""
+        cpu = self._cpu_dir()
+        if cpu is None:
+            return None
+        if (cpu / "cpu.idle").exists():
+            _write(cpu / "cpu.idle", "1" if on else "0")
+            return "cpu.idle"
+        name, lowest, default = self.WEIGHT
+        if name and (cpu / name).exists():
+            _write(cpu / name, lowest if on else default)
+            return name
+        return None
+
     def stats(self) -> CgroupStats:
         raise NotImplementedError
 
@@ -275,6 +297,10 @@ class Cgroup:
 
 class CgroupV2(Cgroup):
     version = "cgroup v2"
+    WEIGHT = ("cpu.weight", "1", "100")
+
+    def _cpu_dir(self) -> Path | None:
+        return self.path
 
     @property
     def path(self) -> Path:
@@ -329,6 +355,10 @@ class CgroupV2(Cgroup):
 
 class CgroupV1(Cgroup):
     version = "cgroup v1"
+    WEIGHT = ("cpu.shares", "2", "1024")
+
+    def _cpu_dir(self) -> Path | None:
+        return self.controller_dirs.get("cpu")
 
     def configure(self, *, memory_bytes: int, processes: int, cpus: float | None) -> dict[str, str]:
         memory, pids = self.controller_dirs["memory"], self.controller_dirs["pids"]
