@@ -13,7 +13,8 @@ public labels of the MyNet set, and much more of the host), the bwrap backend bi
 - ``/etc/ld.so.cache``, so the loader finds them where it finds them on the host.
 
 ``ldd`` over torch takes seconds, so the answer is kept per interpreter in this process and in
-a cache file (``CACHE_DIR``, root only) keyed by the modification times of what was scanned.
+a cache file (``CACHE_DIR``, root only) keyed by the modification times of what was scanned
+(``_watched``).
 """
 
 from __future__ import annotations
@@ -115,6 +116,21 @@ def _stamp(paths: list[str]) -> str:
     return digest.hexdigest()
 
 
+def _watched(tops: list[str], dirs: tuple[str, ...], library_dirs: list[str]) -> list[str]:
+    """What the cache's stamp covers: the interpreter and each folder on its path with every
+    entry directly in it (installing, upgrading or removing a package adds or replaces one),
+    and every folder that held a shared object when it was scanned (a library replaced in
+    place changes its folder). Cheap: no walk over the whole tree (13,000 folders for torch)."""
+    watched = set(tops) | set(library_dirs)
+    for folder in dirs:
+        try:
+            with os.scandir(folder) as entries:
+                watched.update(entry.path for entry in entries)
+        except OSError:
+            continue
+    return sorted(watched)
+
+
 def _is_under(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
@@ -125,17 +141,16 @@ def runtime_for(python: str) -> Runtime:
     info = _ask(python)
     dirs = tuple(p for p in dict.fromkeys(info["path"])
                  if isinstance(p, str) and p.startswith("/") and os.path.isdir(p))
+    on_path = dirs
     tops: list[str] = [python, info["executable"], *dirs]
     if info["prefix"] != info["base_prefix"]:
         tops.append(os.path.join(info["prefix"], "pyvenv.cfg"))
     if info["libpython"]:
         tops.append(info["libpython"])
-    scanned = sorted({*tops, *(root for d in dirs for root, _, _ in os.walk(d))})
-    stamp = _stamp(scanned)
     cache = CACHE_DIR / (hashlib.sha256(python.encode()).hexdigest()[:16] + ".json")
     try:
         cached = json.loads(cache.read_text())
-        if cached.get("stamp") == stamp:
+        if cached.get("stamp") == _stamp(_watched(tops, on_path, cached["library_dirs"])):
             return Runtime(tuple(cached["dirs"]), tuple(cached["files"]),
                            tuple((a, b) for a, b in cached["links"]))
     except (OSError, ValueError, KeyError, TypeError):
@@ -150,6 +165,7 @@ def runtime_for(python: str) -> Runtime:
     objects = [*sorted(files)]
     for folder in dirs:
         objects += _shared_objects(folder)
+    library_dirs = sorted({os.path.dirname(o) for o in objects})
     for lib in sorted(_ldd(objects)):
         _chain(lib, links, files)
     if os.path.exists("/etc/ld.so.cache"):
@@ -166,7 +182,8 @@ def runtime_for(python: str) -> Runtime:
         try:
             CACHE_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
             partial = cache.with_suffix(f".{os.getpid()}.partial")
-            partial.write_text(json.dumps({"python": python, "stamp": stamp,
+            partial.write_text(json.dumps({"python": python, "library_dirs": library_dirs,
+                                           "stamp": _stamp(_watched(tops, on_path, library_dirs)),
                                            "dirs": runtime.dirs, "files": runtime.files,
                                            "links": runtime.links}))
             partial.replace(cache)
