@@ -34,7 +34,6 @@ from tests.leaderboard.helpers import (
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 INSTRUCTOR = ("prof", "correct horse battery")
 
 
