@@ -75,13 +75,7 @@ class Runner:
             if entry.name == "progress.jsonl" or (entry.name in keep and entry.is_dir(
                     follow_symlinks=False)):
                 continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
-            except OSError:
-                pass
+            _remove(entry)
 
     def prune(self, part: dict[str, Any]) -> None:
         """Keep only the files a part is meant to write in its own folder (its plan's ``outputs``)."""
@@ -92,13 +86,7 @@ class Runner:
         for entry in os.scandir(folder):
             if entry.name in wanted and entry.is_file(follow_symlinks=False):
                 continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
-            except OSError:
-                pass
+            _remove(entry)
 
     def failure_message(self, part: dict[str, Any], exc: BaseException) -> str:
         from runner.models import PartFailed
@@ -172,6 +160,17 @@ class Runner:
                 module, model, self.inputs / split["inputs"], out / f"{split['name']}.npy",
                 int(part["batch_size"]), split["name"],
             )
+
+
+def _remove(entry: os.DirEntry[str]) -> None:
+    """Remove a file or folder the student left in /out (never following a link)."""
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            os.unlink(entry.path)
+    except OSError:
+        pass
 
 
 def _network_error(exc: BaseException) -> BaseException | None:

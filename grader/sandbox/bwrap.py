@@ -53,7 +53,7 @@ from grader.sandbox.base import (
 )
 from grader.sandbox.cgroups import PARENT_NAME, Cgroup, CgroupRoot, CgroupUnavailable, find_cgroups
 from grader.sandbox.outdir import PAGE, OutputFolder
-from grader.sandbox.process import bind_poll, exit_status, rlimit_setter, supervise
+from grader.sandbox.process import bind_poll, exit_status, rlimit_setter, run_outcome, supervise
 from grader.sandbox.runtime import Runtime, runtime_for
 from grader.sandbox.views import VIEWS_ROOT, RunViews, persistent_view
 
@@ -382,21 +382,12 @@ class _Job:
             out_of_memory = "MemoryError" in stderr
         if not watch.timed_out and not out_of_memory and '"exit-code"' not in status:
             raise GraderFault("bubblewrap could not set up the sandbox", detail=stderr)
-        stderr = report.annotate(stderr)
-        return RunOutcome(
-            backend=self.sandbox.name,
-            exit_code=exit_code,
-            signal=sig,
-            timed_out=watch.timed_out,
-            stopped_reason=watch.stopped_reason,
+        return run_outcome(
+            self.sandbox.name, watch, report, exit_code=exit_code, sig=sig, stderr=stderr,
             out_of_memory=out_of_memory,
-            output_exceeded=report.exceeded or sig == signal.SIGXFSZ,
             pids_exceeded=stats is not None and stats.pids_limit_hits > 0,
-            stdout=watch.stdout.text(),
-            stderr=stderr,
-            wall_s=watch.wall_s,
             peak_memory_bytes=stats.peak_memory_bytes if stats else watch.max_rss_bytes,
-            enforced=dict(self.enforced),
+            enforced=self.enforced,
         )
 
     def _read_status(self) -> str:

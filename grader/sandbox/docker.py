@@ -71,7 +71,7 @@ from grader.sandbox.cgroups import (
     sweep_engine_parents,
 )
 from grader.sandbox.outdir import PAGE, OutputFolder
-from grader.sandbox.process import bind_poll, exit_status, supervise
+from grader.sandbox.process import bind_poll, exit_status, run_outcome, supervise
 
 logger = logging.getLogger(__name__)
 
@@ -347,21 +347,12 @@ class _Job:
                 raise GraderFault(f"runner image {self.sandbox.image} not found; {SETUP_HINT}",
                                   detail=stderr)
             raise GraderFault("docker could not set up the sandbox", detail=stderr)
-        stderr = report.annotate(stderr)
-        return RunOutcome(
-            backend=self.sandbox.name,
-            exit_code=exit_code,
-            signal=sig,
-            timed_out=watch.timed_out,
-            stopped_reason=watch.stopped_reason,
+        return run_outcome(
+            self.sandbox.name, watch, report, exit_code=exit_code, sig=sig, stderr=stderr,
             out_of_memory=out_of_memory,
-            output_exceeded=report.exceeded or sig == signal.SIGXFSZ,
             pids_exceeded=stats is not None and stats.pids_limit_hits > 0,
-            stdout=watch.stdout.text(),
-            stderr=stderr,
-            wall_s=watch.wall_s,
             peak_memory_bytes=stats.peak_memory_bytes if stats is not None else None,
-            enforced=dict(self.enforced),
+            enforced=self.enforced,
         )
 
     def _events(self, since: float) -> dict[str, str]:

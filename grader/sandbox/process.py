@@ -12,13 +12,15 @@ import fcntl
 import os
 import resource
 import selectors
+import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.sandbox.base import POLL_INTERVAL_S, Poll
+from grader.sandbox.base import POLL_INTERVAL_S, Poll, RunOutcome
+from grader.sandbox.outdir import OutputReport
 
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, spelled out for Python builds without it
 READ_CHUNK = 1 << 20
@@ -239,3 +241,25 @@ def rlimit_setter(limits: list[tuple[int, int]]) -> Callable[[], None]:
             resource.setrlimit(which, (value, value))
 
     return apply
+
+
+def run_outcome(backend: str, watch: Supervision, report: OutputReport, *, exit_code: int | None,
+                sig: int | None, stderr: str, out_of_memory: bool, pids_exceeded: bool,
+                peak_memory_bytes: int | None, enforced: Mapping[str, str]) -> RunOutcome:
+    """What every backend returns once the run is over: /out's dropped files noted under
+    ``stderr``, a file-size signal counted as output exceeded."""
+    return RunOutcome(
+        backend=backend,
+        exit_code=exit_code,
+        signal=sig,
+        timed_out=watch.timed_out,
+        stopped_reason=watch.stopped_reason,
+        out_of_memory=out_of_memory,
+        output_exceeded=report.exceeded or sig == signal.SIGXFSZ,
+        pids_exceeded=pids_exceeded,
+        stdout=watch.stdout.text(),
+        stderr=report.annotate(stderr),
+        wall_s=watch.wall_s,
+        peak_memory_bytes=peak_memory_bytes,
+        enforced=dict(enforced),
+    )

@@ -310,3 +310,16 @@ def browser_signed_in(browser: Any, stack: Stack, role: str, *, width: int,
         page.wait_for_url(re.compile(r"/staff/?$"))
     page.close()
     return context
+
+
+def page_paths(stack: Stack) -> list[str]:
+    """Every page to visit: the GET routes without parameters (HTML ones are kept by the
+    caller), a graded submission's page (``stack.graded_id``) for its student and for staff,
+    and student s001's staff page."""
+    paths = sorted({
+        rule.rule for rule in stack.app.url_map.iter_rules()
+        if "GET" in (rule.methods or ()) and not rule.arguments and rule.endpoint != "static"
+    })
+    sub = stack.graded_id  # type: ignore[attr-defined]
+    student = stack.roster.ids["s001"]
+    return [*paths, f"/submissions/{sub}", f"/staff/submissions/{sub}", f"/staff/students/{student}"]

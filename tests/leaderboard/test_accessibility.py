@@ -26,6 +26,7 @@ from tests.leaderboard.helpers import (
     browser_signed_in,
     build_stack,
     close_stack,
+    page_paths,
     wait_done,
 )
 
@@ -53,17 +54,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, grader_home: Path,
     stack.graded_id = ids[0]  # type: ignore[attr-defined]  # the student s001's graded upload
     yield stack
     close_stack(stack)
-
-
-def page_paths(stack: Stack) -> list[str]:
-    """GET routes without parameters (HTML ones are kept by the caller) and one submission."""
-    paths = sorted({
-        rule.rule for rule in stack.app.url_map.iter_rules()
-        if "GET" in (rule.methods or ()) and not rule.arguments and rule.endpoint != "static"
-    })
-    sub = stack.graded_id  # type: ignore[attr-defined]
-    student = stack.roster.ids["s001"]
-    return [*paths, f"/submissions/{sub}", f"/staff/submissions/{sub}", f"/staff/students/{student}"]
 
 
 def _context(browser: Any, stack: Stack, role: str) -> Any:

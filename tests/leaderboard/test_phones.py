@@ -27,6 +27,7 @@ from tests.leaderboard.helpers import (
     browser_signed_in,
     build_stack,
     close_stack,
+    page_paths,
     wait_done,
 )
 
@@ -73,15 +74,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, grader_home: Path,
     stack.graded_id = ids[0]  # type: ignore[attr-defined]
     yield stack
     close_stack(stack)
-
-
-def page_paths(stack: Stack) -> list[str]:
-    paths = sorted({
-        rule.rule for rule in stack.app.url_map.iter_rules()
-        if "GET" in (rule.methods or ()) and not rule.arguments and rule.endpoint != "static"
-    })
-    sub = stack.graded_id  # type: ignore[attr-defined]
-    return [*paths, f"/submissions/{sub}", f"/staff/submissions/{sub}"]
 
 
 def signed_in(browser: Any, stack: Stack, role: str, width: int = DESK) -> Any:
