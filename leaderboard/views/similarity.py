@@ -1,6 +1,6 @@
 """Staff only: pairs of students whose weights, predictions or code are alike (the Similarity pages).
 
-Thin: everything shown is read from the assignment's stored index (``leaderboard.similarity``);
+Thin: everything shown is read from the assignment's stored index (``leaderboard.similarity_pages``);
 nothing is compared while a page is built, so it is as quick for 1,000 students as for 10.
 Every flag is evidence for a person to judge; nothing here changes a score.
 """
@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, abort, render_template, request
 
 from leaderboard.context import db, lab, services
-from leaderboard.similarity import SHARED_START_NOTE, legend, overview, pair_detail
+from leaderboard.similarity_pages import SHARED_START_NOTE, legend, overview, pair_detail
 from leaderboard.views.auth import instructor_required
 
 bp = Blueprint("similarity", __name__, url_prefix="/staff/similarity")
