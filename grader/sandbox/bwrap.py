@@ -366,8 +366,7 @@ class _Job:
             for fd in procs_fds:
                 os.close(fd)
         watch = supervise(self.proc, started=started, wall_s=self.limits.wall_s,
-                          log_bytes=self.limits.log_bytes,
-                          poll=bind_poll(poll, out_source),
+                          log_bytes=self.limits.log_bytes, poll=bind_poll(poll, out_source),
                           kill=self._kill, after_exit=self._after_exit)
         status = self._read_status()
         stats = self.cgroup.stats() if self.cgroup else None

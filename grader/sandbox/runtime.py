@@ -141,7 +141,6 @@ def runtime_for(python: str) -> Runtime:
     info = _ask(python)
     dirs = tuple(p for p in dict.fromkeys(info["path"])
                  if isinstance(p, str) and p.startswith("/") and os.path.isdir(p))
-    on_path = dirs
     tops: list[str] = [python, info["executable"], *dirs]
     if info["prefix"] != info["base_prefix"]:
         tops.append(os.path.join(info["prefix"], "pyvenv.cfg"))
@@ -150,7 +149,7 @@ def runtime_for(python: str) -> Runtime:
     cache = CACHE_DIR / (hashlib.sha256(python.encode()).hexdigest()[:16] + ".json")
     try:
         cached = json.loads(cache.read_text())
-        if cached.get("stamp") == _stamp(_watched(tops, on_path, cached["library_dirs"])):
+        if cached.get("stamp") == _stamp(_watched(tops, dirs, cached["library_dirs"])):
             return Runtime(tuple(cached["dirs"]), tuple(cached["files"]),
                            tuple((a, b) for a, b in cached["links"]))
     except (OSError, ValueError, KeyError, TypeError):
@@ -171,10 +170,10 @@ def runtime_for(python: str) -> Runtime:
     if os.path.exists("/etc/ld.so.cache"):
         files.add("/etc/ld.so.cache")
     # A folder inside another bound one comes with it (lib-dynload inside the stdlib).
-    dirs = tuple(d for d in dirs if not any(d != o and _is_under(d, (o,)) for o in dirs))
-    covered = (*dirs, *(os.path.realpath(d) for d in dirs))
+    bound = tuple(d for d in dirs if not any(d != o and _is_under(d, (o,)) for o in dirs))
+    covered = (*bound, *(os.path.realpath(d) for d in bound))
     runtime = Runtime(
-        dirs=dirs,
+        dirs=bound,
         files=tuple(sorted(f for f in files if not _is_under(f, covered))),
         links=tuple(sorted((k, v) for k, v in links.items() if not _is_under(k, covered))),
     )
@@ -183,7 +182,7 @@ def runtime_for(python: str) -> Runtime:
             CACHE_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
             partial = cache.with_suffix(f".{os.getpid()}.partial")
             partial.write_text(json.dumps({"python": python, "library_dirs": library_dirs,
-                                           "stamp": _stamp(_watched(tops, on_path, library_dirs)),
+                                           "stamp": _stamp(_watched(tops, dirs, library_dirs)),
                                            "dirs": runtime.dirs, "files": runtime.files,
                                            "links": runtime.links}))
             partial.replace(cache)
